@@ -1,0 +1,1 @@
+"""swedge.calibration: calibration sets and per-backend quantizers (issue 4)."""

@@ -1,0 +1,1 @@
+"""swedge.exporters: one module per export format, one registry (issue 4)."""

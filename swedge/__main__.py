@@ -1,0 +1,5 @@
+import sys
+
+from swedge.cli import main
+
+sys.exit(main())

@@ -1,0 +1,67 @@
+"""The ``swedge`` command line: one sub-module per sub-command, registered in SUBCOMMANDS.
+
+Each sub-module defines ``register(subparsers)`` that adds its parser and sets ``func`` (called with the parsed
+args, returns an exit code). Sub-modules import torch and friends lazily inside ``func`` so ``swedge --help``
+stays instant and a missing backend is a one-line message, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from swedge.errors import SwedgeError
+
+# name -> module under swedge.cli; the order is the order shown by --help.
+SUBCOMMANDS = {
+    "data": "swedge.cli.data",
+    "train": "swedge.cli.train",
+    "eval": "swedge.cli.eval",
+}
+
+EPILOG = """\
+typical use:
+  swedge data synth --out data/synth          # embedded procedurally generated re-ID set (Market-1501 layout)
+  swedge train --data data/synth --out runs/a # switchable model, all widths in one checkpoint
+  swedge eval runs/a/model.safetensors --data data/synth --json runs/a/eval.json
+
+`swedge COMMAND --help` explains each command. Add --debug to see tracebacks.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="swedge",
+        description="Train one width-switchable retrieval checkpoint whose sub-models emit compatible features, "
+        "and evaluate it with the cross-model retrieval matrix.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in SUBCOMMANDS.values():
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except SwedgeError as exc:
+        if args.debug:
+            raise
+        print(f"swedge {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"swedge {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

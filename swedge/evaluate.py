@@ -1,0 +1,49 @@
+"""Checkpoint -> per-width query/gallery features -> cross-model retrieval matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from swedge.checkpoint import Checkpoint
+
+
+@torch.no_grad()
+def extract_features(model, records, preprocess, widths, *, batch_size: int = 128, workers: int = 2,
+                     progress: bool = True, desc: str = "features") -> dict[float, np.ndarray]:
+    """Embed ``records`` at every width; each batch is decoded once and run through all widths."""
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from swedge.data.dataset import ImageDataset
+    from swedge.data.transforms import build_eval_transform
+
+    loader = DataLoader(ImageDataset(records, build_eval_transform(preprocess)), batch_size=batch_size,
+                        num_workers=workers)
+    model.eval()
+    chunks: dict[float, list[np.ndarray]] = {w: [] for w in widths}
+    for images, _labels, _cams in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+        for w in widths:
+            with model.at_width(w):
+                chunks[w].append(model(images).float().numpy())
+    return {w: np.concatenate(c) for w, c in chunks.items()}
+
+
+def evaluate_checkpoint(ckpt: Checkpoint, data_dir, *, widths=None, batch_size: int = 128, workers: int = 2,
+                        progress: bool = True):
+    from swedge.data.market import load_market
+    from swedge.data.preprocess import Preprocess
+    from swedge.metrics.cross import cross_matrix
+
+    widths = tuple(widths or ckpt.widths)
+    splits = load_market(data_dir)
+    preprocess = Preprocess.from_dict(ckpt.preprocess)
+    kw = dict(batch_size=batch_size, workers=workers, progress=progress)
+    q = extract_features(ckpt.model, splits.query, preprocess, widths, desc="query", **kw)
+    g = extract_features(ckpt.model, splits.gallery, preprocess, widths, desc="gallery", **kw)
+
+    def ids(records):
+        return np.array([r.pid for r in records]), np.array([r.camid for r in records])
+
+    (qp, qc), (gp, gc) = ids(splits.query), ids(splits.gallery)
+    return cross_matrix({w: (q[w], g[w]) for w in widths}, qp, gp, qc, gc)
