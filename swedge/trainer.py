@@ -37,9 +37,9 @@ class TrainConfig:
     epochs: int = 6
     ids_per_batch: int = 8  # P of the PK sampler
     images_per_id: int = 4  # K of the PK sampler
-    lr: float = 1e-3
+    lr: float = 3e-3
     weight_decay: float = 5e-4
-    warmup_epochs: float = 1.0
+    warmup_epochs: float = 0.3
     grad_clip: float = 10.0
     seed: int = 0
     workers: int = 2
@@ -74,7 +74,9 @@ def build_train_loader(cfg: TrainConfig):
     splits = load_market(cfg.data)
     labels, id_map = relabel(splits.train)
     preprocess = Preprocess(size=tuple(cfg.input_size))
-    dataset = ImageDataset(splits.train, build_transforms(preprocess)[0], labels=labels)
+    # Pad-and-crop shift scaled to the input (10 px at the usual 256x128; 5 px at 128x64).
+    train_transform = build_transforms(preprocess, pad=max(2, preprocess.size[1] // 12))[0]
+    dataset = ImageDataset(splits.train, train_transform, labels=labels)
     sampler = PKSampler(labels, cfg.ids_per_batch * cfg.images_per_id, cfg.images_per_id, seed=cfg.seed)
     loader = DataLoader(dataset, batch_size=cfg.ids_per_batch * cfg.images_per_id, sampler=sampler,
                         num_workers=cfg.workers, drop_last=True, persistent_workers=cfg.workers > 0)
