@@ -32,7 +32,7 @@ def register(sub) -> None:
     p.add_argument("--widths", type=parse_widths, default=d.widths, help="comma-separated, largest must be 1.0 "
                    "(default 0.25,0.5,0.75,1.0)")
     p.add_argument("--embedding-dim", type=int, default=d.embedding_dim, help="D (default %(default)s)")
-    p.add_argument("--input-size", type=parse_size, default=d.input_size, help="HxW (default 128x64)")
+    p.add_argument("--input-size", type=parse_size, default=d.input_size, help="network input HxW (default 64x32: fast on CPU; 256x128 is the usual re-ID size)")
     p.add_argument("--epochs", type=int, default=d.epochs, help="default %(default)s (sized for a 2-core CPU)")
     p.add_argument("--ids-per-batch", type=int, default=d.ids_per_batch, help="P of the PK sampler (%(default)s)")
     p.add_argument("--images-per-id", type=int, default=d.images_per_id, help="K of the PK sampler (%(default)s)")
