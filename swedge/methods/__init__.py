@@ -9,4 +9,5 @@ from swedge.registry import Registry
 
 METHODS: Registry = Registry("method")
 
-from swedge.methods import sfsc_sum  # noqa: E402,F401  (registers)
+# Importing registers; this order is the order `swedge train --help` lists them.
+from swedge.methods import (asymmetric, bct, independent, sfsc, sfsc_sum, unified)  # noqa: E402,F401

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -17,9 +19,26 @@ class NonFiniteLossError(SwedgeError):
 
 @dataclass
 class StepContext:
+    """What a method sees of the trainer for one step.
+
+    ``forward``/``backward`` are the trainer's (autocast, DistributedDataParallel, gradient scaling live
+    there); methods call them instead of ``model.forward_train`` / ``loss.backward`` so every method runs
+    unchanged on CPU, one GPU or several.
+    """
+
     step: int  # 0-based global step
     total_steps: int
     epoch: int
+    widths: tuple[float, ...] = ()  # widths trained in this phase, largest first
+    seed: int = 0
+    forward: Callable | None = None  # images -> {"feat", "embedding", "logits"} at the model's active width
+    backward: Callable | None = None  # loss -> None
+    phase: int = 0
+    extras: dict = field(default_factory=dict)
+
+    def rng(self) -> random.Random:
+        """Deterministic per (seed, step): identical on every rank and after a resume."""
+        return random.Random(self.seed * 1_000_003 + self.step)
 
 
 class Method:
@@ -33,6 +52,14 @@ class Method:
 
     def __init__(self, options: "Method.Options"):
         self.options = options
+
+    def model_extra(self) -> dict:
+        """Structure this method needs in the model (ModelConfig.extra), e.g. private classifiers."""
+        return {}
+
+    def phases(self, widths: tuple[float, ...]) -> list[tuple[float, ...]]:
+        """Widths trained in each training phase (largest first); one phase trains all widths together."""
+        return [tuple(sorted(widths, reverse=True))]
 
     @classmethod
     def parse_options(cls, pairs: list[str] | None) -> "Method.Options":

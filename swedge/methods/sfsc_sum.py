@@ -32,11 +32,11 @@ class SfscSum(Method):
 
     def train_step(self, model, images, labels, ctx: StepContext) -> dict:
         logs = {}
-        for width in sorted(model.widths, reverse=True):
+        for width in ctx.widths:
             model.set_width(width)
-            loss, parts = self.width_loss(model.forward_train(images), labels)
+            loss, parts = self.width_loss(ctx.forward(images), labels)
             logs[f"loss@{width}"] = check_finite(loss, width, ctx)
             for k, v in parts.items():
                 logs[f"{k}@{width}"] = v
-            loss.backward()
+            ctx.backward(loss)
         return logs

@@ -54,8 +54,19 @@ class SwitchableEmbedder(nn.Module):
         nn.init.zeros_(self.neck.bias)
         for bn in self.neck_bn.bn:  # BNNeck: no shift, so the classifier sees a centred embedding
             bn.bias.requires_grad_(False)
-        self.classifier = nn.Linear(config.embedding_dim, config.num_classes, bias=False)
-        nn.init.normal_(self.classifier.weight, std=0.001)
+        # One classifier shared by every width (what makes the widths compatible), or a private one per width
+        # (the `unified`/-S baselines): config.extra["classifier"] = "shared" | "per-width".
+        kind = config.extra.get("classifier", "shared")
+        if kind not in ("shared", "per-width"):
+            raise ValueError(f"unknown classifier kind {kind!r}: use 'shared' or 'per-width'")
+        count = 1 if kind == "shared" else len(ws)
+        heads = [nn.Linear(config.embedding_dim, config.num_classes, bias=False) for _ in range(count)]
+        for head in heads:
+            nn.init.normal_(head.weight, std=0.001)
+        if kind == "shared":
+            self.classifier = heads[0]
+        else:
+            self.classifiers = nn.ModuleList(heads)
 
     @property
     def widths(self) -> tuple[float, ...]:
@@ -87,11 +98,68 @@ class SwitchableEmbedder(nn.Module):
         """Embedding at the active width (what gets exported and searched)."""
         return self.neck_bn(self.features(x))
 
+    def classifier_of(self, width: float) -> nn.Linear:
+        """The classifier that width ``width`` trains through."""
+        if hasattr(self, "classifier"):
+            return self.classifier
+        return self.classifiers[self.widths.index(width)]
+
     def forward_train(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         feat = self.features(x)
         emb = self.neck_bn(feat)
-        return {"feat": feat, "embedding": emb, "logits": self.classifier(emb)}
+        return {"feat": feat, "embedding": emb, "logits": self.classifier_of(self.width)(emb)}
 
 
-def build_model(config: ModelConfig) -> SwitchableEmbedder:
+class SeparateEmbedders(nn.Module):
+    """One separately trained model per width (the `independent`, `bct`, `asymmetric` baselines), behind the
+    same interface as SwitchableEmbedder: switching the width switches the member model.
+
+    Member i is a switchable net with a private classifier that is only ever run at width i, so its
+    sub-model at that width is exactly a separately trained model of that size.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        member = ModelConfig(config.arch, config.widths, config.embedding_dim, config.num_classes)
+        self.members = nn.ModuleList(SwitchableEmbedder(member) for _ in config.widths)
+        self._index = len(config.widths) - 1
+
+    @property
+    def widths(self) -> tuple[float, ...]:
+        return self.config.widths
+
+    def member(self, width: float) -> SwitchableEmbedder:
+        return self.members[self.widths.index(width)]
+
+    def set_width(self, width: float) -> None:
+        self.member(width).set_width(width)
+        self._index = self.widths.index(width)
+
+    @property
+    def width(self) -> float:
+        return self.widths[self._index]
+
+    @contextlib.contextmanager
+    def at_width(self, width: float):
+        previous = self.width
+        self.set_width(width)
+        try:
+            yield self
+        finally:
+            self.set_width(previous)
+
+    def classifier_of(self, width: float) -> nn.Linear:
+        return self.member(width).classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.members[self._index](x)
+
+    def forward_train(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.members[self._index].forward_train(x)
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    if config.extra.get("members") == "per-width":
+        return SeparateEmbedders(config)
     return SwitchableEmbedder(config)

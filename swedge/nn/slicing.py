@@ -12,7 +12,7 @@ import copy
 import torch
 from torch import nn
 
-from swedge.nn.model import SwitchableEmbedder
+from swedge.nn.model import SeparateEmbedders, SwitchableEmbedder
 from swedge.nn.slimmable import Switchable
 
 
@@ -36,9 +36,11 @@ def _replace_switchable(module: nn.Module) -> None:
             _replace_switchable(child)
 
 
-def slice_model(model: SwitchableEmbedder, width: float) -> SlicedEmbedder:
+def slice_model(model: SwitchableEmbedder | SeparateEmbedders, width: float) -> SlicedEmbedder:
     if width not in model.widths:
         raise ValueError(f"width {width} is not one of this checkpoint's widths {list(model.widths)}")
+    if isinstance(model, SeparateEmbedders):
+        return slice_model(model.member(width), width)
     with model.at_width(width):
         backbone = copy.deepcopy(model.backbone)
         _replace_switchable(backbone)
