@@ -51,6 +51,7 @@ def run(args) -> int:
         print(f"json: {args.json}")
     png = args.png or (str(Path(args.json).with_suffix(".png")) if args.json else None)
     if png:
-        save_heatmap(matrix.map, matrix.widths, png, title=f"cross-model mAP: {Path(args.checkpoint).name}")
+        name = Path(args.checkpoint)
+        save_heatmap(matrix.map, matrix.widths, png, title=f"cross-model mAP: {name.parent.name}/{name.name}")
         print(f"heat-map: {png}")
     return 0
