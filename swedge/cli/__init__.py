@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "data": "swedge.cli.data",
     "train": "swedge.cli.train",
     "eval": "swedge.cli.eval",
+    "compare": "swedge.cli.compare",
 }
 
 EPILOG = """\

@@ -28,6 +28,7 @@ def register(sub) -> None:
     p.add_argument("--png", default=None, help="heat-map PNG path (default: beside --json, else none)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, ... (default %(default)s)")
     p.set_defaults(func=run)
 
 
@@ -41,7 +42,7 @@ def run(args) -> int:
 
     ckpt = load_checkpoint(args.checkpoint, widths=args.widths)
     matrix = evaluate_checkpoint(ckpt, args.data, widths=args.widths, batch_size=args.batch_size,
-                                 workers=args.workers)
+                                 workers=args.workers, device=args.device)
     print(matrix.format_table("map"))
     print()
     print(matrix.format_table("rank1"))

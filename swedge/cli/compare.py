@@ -1,0 +1,98 @@
+"""`swedge compare`: methods x seeds on one data set -> self/cross-test table, heat-maps, paired tests."""
+
+from __future__ import annotations
+
+import argparse
+
+from swedge.cli.common import parse_size, parse_widths
+
+EXAMPLES = """\
+examples:
+  swedge compare --methods sfsc,sfsc-sum --data data/synth --seeds 2 --out cmp/a
+  swedge compare --methods unified,bct-s,asymmetric-s,sfsc-sum,sfsc --data data/synth --seeds 3 --out cmp/b \\
+      --epochs 10 --paired sfsc,sfsc-sum --paired sfsc,bct-s
+  swedge compare --methods sfsc-sum,sfsc,sfsc-kernel=sfsc --opt sfsc-kernel:projection=kernel \\
+      --data data/synth --seeds 2 --out cmp/c      # an option variant gets its own row
+
+writes OUT/runs/<label>/seed<s>/ (checkpoint, train log, eval.json), OUT/table.md, OUT/table.json and
+OUT/heatmaps/<label>.png. Interrupted? Run the same command again: finished runs (those with eval.json) are
+skipped. Rows follow DESIGN §4: independent, unified, bct, bct-s, asymmetric, asymmetric-s, sfsc-sum,
+sfsc-projection-only, sfsc-uncertainty-only, sfsc.
+
+Paired tests (default: sfsc vs sfsc-sum and sfsc vs each -S baseline that ran) compare per-query AP of two
+methods on the same queries, per cross-test M[w][1.0] and self-test M[w][w]: mean difference in points, 95%
+bootstrap CI, sign-flip p-value; "real" if the CI excludes 0 (and p < 0.05), else "noise". With several seeds
+the combined line uses each query's difference averaged over seeds; the per-seed means show whether seeds
+agree (the CI covers query sampling, not training noise across seeds).
+"""
+
+
+def register(sub) -> None:
+    from swedge.trainer import TrainConfig  # like `swedge train`: its defaults show in --help
+
+    d = TrainConfig(data="", out="")
+    p = sub.add_parser("compare", help="train methods x seeds and tabulate self/cross-tests with paired tests",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Train every method for every seed on one data set, evaluate the cross-model "
+                       "matrix of each run, and write a seed-style comparison table.")
+    p.add_argument("--methods", required=True, help="comma-separated methods, LABEL=METHOD for a variant")
+    p.add_argument("--data", required=True, help="Market-1501-style folder (see `swedge data synth`)")
+    p.add_argument("--seeds", type=int, default=1, help="number of seeds, run as 0..N-1 (default %(default)s)")
+    p.add_argument("--out", required=True, help="comparison folder (re-use it to resume)")
+    p.add_argument("--paired", action="append", default=None, metavar="A,B",
+                   help="paired per-query test of A against B (repeatable; replaces the default pairs)")
+    p.add_argument("--resamples", type=int, default=10_000, help="bootstrap / permutation resamples (%(default)s)")
+    p.add_argument("--opt", action="append", default=[], metavar="LABEL:KEY=VALUE",
+                   help="a method option for one row, e.g. sfsc:kl_weight=0.1 (repeatable)")
+    g = p.add_argument_group("training (shared by every run; see `swedge train --help`)")
+    g.add_argument("--arch", default=d.arch, help="resnet18, resnet50, mobilenetv2 (default %(default)s)")
+    g.add_argument("--widths", type=parse_widths, default=d.widths, help="comma-separated, largest 1.0 "
+                   "(default 0.25,0.5,0.75,1.0)")
+    g.add_argument("--embedding-dim", type=int, default=d.embedding_dim, help="default %(default)s")
+    g.add_argument("--input-size", type=parse_size, default=d.input_size, help="network input HxW (default 64x32)")
+    g.add_argument("--epochs", type=int, default=d.epochs, help="default %(default)s")
+    g.add_argument("--ids-per-batch", type=int, default=d.ids_per_batch, help="P of the PK sampler (%(default)s)")
+    g.add_argument("--images-per-id", type=int, default=d.images_per_id, help="K of the PK sampler (%(default)s)")
+    g.add_argument("--lr", type=float, default=d.lr, help="default %(default)s")
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay, help="default %(default)s")
+    g.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="default %(default)s")
+    g.add_argument("--workers", type=int, default=d.workers, help="data-loading processes (default %(default)s)")
+    g.add_argument("--imagenet", action="store_true", help="start MobileNetV2 from ImageNet weights")
+    g.add_argument("--device", default=d.device, help="cpu, cuda, cuda:1 ... (default %(default)s)")
+    g.add_argument("--amp", choices=("off", "bf16", "fp16"), default=d.amp, help="default %(default)s")
+    g.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convs on GPU)")
+    g.add_argument("--no-progress", dest="progress", action="store_false", help="no per-step progress bars")
+    p.set_defaults(func=run)
+
+
+_TRAIN_FIELDS = ("arch", "widths", "embedding_dim", "input_size", "epochs", "ids_per_batch", "images_per_id", "lr",
+                 "weight_decay", "warmup_epochs", "workers", "imagenet", "device", "amp", "channels_last")
+
+
+def run(args) -> int:
+    from swedge.compare import format_markdown, parse_methods, run_compare
+    from swedge.errors import SwedgeError
+    from swedge.nn.slimmable import check_widths
+
+    if args.seeds < 1:
+        raise SwedgeError("--seeds must be >= 1")
+    specs = parse_methods(args.methods, args.opt)
+    train = {k: getattr(args, k) for k in _TRAIN_FIELDS}
+    try:
+        train["widths"] = check_widths(train["widths"])
+    except ValueError as exc:
+        raise SwedgeError(str(exc)) from None
+    pairs = None
+    if args.paired:
+        pairs = []
+        for text in args.paired:
+            parts = [t.strip() for t in text.split(",")]
+            if len(parts) != 2 or not all(parts):
+                raise SwedgeError(f"--paired needs two labels A,B, got '{text}'")
+            pairs.append(tuple(parts))
+    table = run_compare(args.data, args.out, specs, list(range(args.seeds)), train, pairs=pairs,
+                        resamples=args.resamples, progress=args.progress)
+    print()
+    print(format_markdown(table))
+    print(f"table: {args.out}/table.md (and table.json); heat-maps: {args.out}/heatmaps/")
+    return 0

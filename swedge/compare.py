@@ -1,0 +1,390 @@
+"""`swedge compare`: train methods x seeds on one data set, then one table of self-/cross-tests, heat-maps and
+paired per-query tests (DESIGN §4).
+
+Layout under OUT:
+    runs/<label>/seed<s>/   model.safetensors, train_log.jsonl (the trainer's), eval.json (ours)
+    table.md, table.json    the summary (rebuilt from every requested run's eval.json on each call)
+    heatmaps/<label>.png    mean cross-model mAP matrix over seeds
+
+Resume: eval.json is written atomically only after training and evaluation both finished, so it marks a
+finished run; re-running the same command skips those and restarts any interrupted one. It also records the
+settings that shape the result, and a re-run with different settings is refused rather than mixed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from swedge.errors import SwedgeError
+from swedge.io import atomic_write_bytes, atomic_write_json
+from swedge.metrics.paired import paired_over_seeds
+
+# DESIGN §4 table order; labels of option variants (e.g. sfsc-kernel=sfsc) sort right after their method.
+METHOD_ORDER = ("independent", "unified", "bct", "bct-s", "asymmetric", "asymmetric-s", "sfsc-sum",
+                "sfsc-projection-only", "sfsc-uncertainty-only", "sfsc")
+RUN_FORMAT = "swedge-compare-run/1"
+# TrainConfig fields that do not change the trained model's numbers (where, how fast), so a resume may differ.
+_NOT_FINGERPRINTED = ("data", "out", "workers", "device", "log_every")
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+@dataclass
+class MethodSpec:
+    """One row of the comparison: a registered method under a label, with its options."""
+
+    label: str
+    method: str
+    options: list[str] = field(default_factory=list)
+
+
+def parse_methods(text: str, opts: list[str] | None = None) -> list[MethodSpec]:
+    """``"sfsc,sfsc-sum,sfsc-kernel=sfsc"`` + ``["sfsc-kernel:projection=kernel"]`` -> specs.
+
+    ``LABEL=METHOD`` runs a registered method under another name, so option variants get their own rows.
+    """
+    specs: list[MethodSpec] = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        label, _, method = item.partition("=")
+        label, method = label.strip(), (method or label).strip()
+        if not _LABEL.match(label):
+            raise SwedgeError(f"method label '{label}' must be letters, digits, '.', '_', '+', '-'")
+        if any(s.label == label for s in specs):
+            raise SwedgeError(f"method '{label}' is listed twice")
+        specs.append(MethodSpec(label, method))
+    if not specs:
+        raise SwedgeError("--methods is empty; give e.g. --methods sfsc,sfsc-sum")
+    by_label = {s.label: s for s in specs}
+    for opt in opts or ():
+        label, sep, pair = opt.partition(":")
+        if not sep or label not in by_label:
+            raise SwedgeError(f"--opt '{opt}' must be LABEL:KEY=VALUE with LABEL one of {', '.join(by_label)}")
+        by_label[label].options.append(pair)
+    return specs
+
+
+def validate_methods(specs: list[MethodSpec]) -> None:
+    """Unknown methods or options fail here, before hours of training, not at run k of n."""
+    from swedge.methods import METHODS
+
+    for s in specs:
+        cls = METHODS.get(s.method)
+        if s.label != s.method and s.label in METHODS:
+            raise SwedgeError(f"label '{s.label}' is itself a method; name the variant differently")
+        cls.parse_options(s.options)
+
+
+def ordered_labels(specs: list[MethodSpec]) -> list[str]:
+    def key(item):
+        i, s = item
+        return (METHOD_ORDER.index(s.method) if s.method in METHOD_ORDER else len(METHOD_ORDER), s.label != s.method, i)
+
+    return [s.label for _, s in sorted(enumerate(specs), key=key)]
+
+
+def default_pairs(labels) -> list[tuple[str, str]]:
+    """sfsc vs sfsc-sum (what SFSC improves on) and sfsc vs each -S baseline (the paper's claim), when run."""
+    if "sfsc" not in labels:
+        return []
+    return [("sfsc", b) for b in ("sfsc-sum", "bct-s", "asymmetric-s") if b in labels]
+
+
+# ---------------------------------------------------------------- running
+
+
+def run_dir(out, label: str, seed: int) -> Path:
+    return Path(out) / "runs" / label / f"seed{seed}"
+
+
+def fingerprint(spec: MethodSpec, seed: int, train: dict) -> dict:
+    kept = {k: v for k, v in sorted(train.items()) if k not in _NOT_FINGERPRINTED}
+    return json.loads(json.dumps({"method": spec.method, "options": list(spec.options), "seed": seed, **kept}))
+
+
+def load_run(path) -> dict:
+    result = json.loads(Path(path).read_text())
+    if result.get("format") != RUN_FORMAT:
+        raise SwedgeError(f"{path} is not a `swedge compare` run result (format {result.get('format')!r})")
+    return result
+
+
+def needed_cells(widths) -> list[tuple[float, float]]:
+    """(query width, gallery width) cells whose per-query AP is kept: self-tests and cross-tests to the full."""
+    top = widths[-1]
+    return [(w, w) for w in widths] + [(w, top) for w in widths[:-1]]
+
+
+def cell_key(q: float, g: float) -> str:
+    return f"{float(q)}->{float(g)}"
+
+
+def evaluate_run(checkpoint, data, *, batch_size: int = 128, workers: int = 2, progress: bool = False,
+                 device: str = "cpu") -> dict:
+    """The 4x4 matrix like `swedge eval`, keeping per-query AP for :func:`needed_cells`."""
+    from swedge.checkpoint import load_checkpoint
+    from swedge.evaluate import checkpoint_features
+    from swedge.metrics.retrieval import evaluate, l2_normalize
+
+    ckpt = load_checkpoint(checkpoint)
+    widths, features, splits, (qp, gp, qc, gc) = checkpoint_features(
+        ckpt, data, batch_size=batch_size, workers=workers, progress=progress, device=device)
+    q = {w: l2_normalize(f[0]) for w, f in features.items()}
+    g = {w: l2_normalize(f[1]) for w, f in features.items()}
+
+    n = len(widths)
+    map_, rank1, per_query, valid = np.zeros((n, n)), np.zeros((n, n)), {}, 0
+    keep = set(needed_cells(widths))
+    for i, wq in enumerate(widths):
+        for j, wg in enumerate(widths):
+            r = evaluate(q[wq], g[wg], qp, gp, qc, gc, normalize=False, return_per_query=True)
+            map_[i, j], rank1[i, j], valid = 100 * r.map, 100 * r.rank1, r.num_valid_queries
+            if (wq, wg) in keep:
+                # JSON has no NaN: a skipped query (no valid positive) is stored as null.
+                per_query[cell_key(wq, wg)] = [None if np.isnan(v) else round(float(v), 6) for v in r.ap_per_query]
+    # Identifies the query list, so paired tests only ever pair the same queries.
+    names = "\n".join(f"{Path(r.path).name}|{r.pid}|{r.camid}" for r in splits.query)
+    return {"widths": widths, "map": map_.tolist(), "rank1": rank1.tolist(), "num_queries": len(splits.query),
+            "num_valid_queries": valid, "queries_sha256": hashlib.sha256(names.encode()).hexdigest(),
+            "per_query_ap": per_query, "checkpoint_sha256": ckpt.file_sha256}
+
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dict, *,
+                pairs: list[tuple[str, str]] | None = None, resamples: int = 10_000, progress: bool = True,
+                echo=print) -> dict:
+    """Train and evaluate every (method, seed) not done yet, then write table.md/json and heat-maps.
+
+    ``train``: TrainConfig fields shared by every run (not data/out/method/method_options/seed).
+    ``pairs``: (A, B) labels for the paired tests; None = :func:`default_pairs`. Returns the table dict.
+    """
+    from swedge.trainer import TrainConfig, train as train_one
+
+    out = Path(out)
+    validate_methods(specs)
+    labels = [s.label for s in specs]
+    pairs = default_pairs(labels) if pairs is None else list(pairs)
+    for a, b in pairs:
+        for x in (a, b):
+            if x not in labels:
+                raise SwedgeError(f"--paired names '{x}', which is not among --methods ({', '.join(labels)})")
+
+    specs = [next(s for s in specs if s.label == lab) for lab in ordered_labels(specs)]
+    # Seed-major order: stopping early still leaves every method at the first seeds, i.e. a fair table.
+    jobs = [(s, seed) for seed in seeds for s in specs]
+    results: dict[tuple[str, int], dict] = {}
+    todo = []
+    for spec, seed in jobs:
+        path = run_dir(out, spec.label, seed) / "eval.json"
+        fp = fingerprint(spec, seed, train)
+        if path.is_file():
+            done = load_run(path)
+            old = done.get("fingerprint") or {}
+            if old != fp:
+                diff = "; ".join(f"{k}: {old.get(k)!r} there, {fp.get(k)!r} now"
+                                 for k in sorted(set(old) | set(fp)) if old.get(k) != fp.get(k))
+                raise SwedgeError(f"{path} was made with other settings than this command ({diff}); use a fresh "
+                                  "--out, or delete that run folder to retrain it")
+            results[(spec.label, seed)] = done
+        else:
+            todo.append((spec, seed, fp))
+    echo(f"compare: {len(jobs)} runs ({len(specs)} methods x {len(seeds)} seeds): "
+         f"{len(jobs) - len(todo)} already done, {len(todo)} to train -> {out}")
+
+    durations: list[float] = []
+    for k, (spec, seed, fp) in enumerate(todo, 1):
+        folder = run_dir(out, spec.label, seed)
+        eta = f", ETA {_fmt_duration(np.mean(durations) * (len(todo) - k + 1))}" if durations else ""
+        echo(f"[{k}/{len(todo)}] training {spec.label} seed {seed} -> {folder}{eta}")
+        if folder.exists():
+            # No eval.json: an interrupted run. Seeded training restarts from scratch to the same result.
+            echo(f"  restarting an interrupted run: removing {folder}")
+            shutil.rmtree(folder)
+        t0 = time.time()
+        cfg = TrainConfig(data=str(data), out=str(folder), method=spec.method, method_options=list(spec.options),
+                          seed=seed, **train)
+        ckpt = train_one(cfg, progress=progress)
+        t1 = time.time()
+        ev = evaluate_run(ckpt, data, workers=cfg.workers, progress=progress, device=cfg.device)
+        t2 = time.time()
+        result = {"format": RUN_FORMAT, "label": spec.label, "method": spec.method, "options": list(spec.options),
+                  "seed": seed, "fingerprint": fp, "checkpoint": str(ckpt), **ev,
+                  "train_seconds": round(t1 - t0, 2), "eval_seconds": round(t2 - t1, 2)}
+        atomic_write_json(folder / "eval.json", result)
+        results[(spec.label, seed)] = result
+        durations.append(t2 - t0)
+        m = np.asarray(ev["map"])
+        echo(f"  done in {_fmt_duration(t2 - t0)}: self-test mAP at full width {m[-1, -1]:.2f}, "
+             f"mean off-diagonal {off_diagonal_mean(m):.2f}")
+
+    runs = [results[(s.label, seed)] for s in specs for seed in seeds]
+    table = build_table(runs, pairs=pairs, resamples=resamples)
+    write_report(table, out)
+    return table
+
+
+# ---------------------------------------------------------------- summary
+
+
+def off_diagonal_mean(m) -> float:
+    m = np.asarray(m, dtype=float)
+    return float(m[~np.eye(len(m), dtype=bool)].mean())
+
+
+def _stat(values) -> dict:
+    """Mean and sample std (ddof=1) over seeds; std is None with one seed (there is no spread to report)."""
+    v = np.asarray(values, dtype=float)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else None,
+            "values": [float(x) for x in v]}
+
+
+def _summarise(runs: list[dict], metric: str) -> dict:
+    mats = np.array([r[metric] for r in runs], dtype=float)  # (seeds, n, n)
+    widths = runs[0]["widths"]
+    top = len(widths) - 1
+    return {
+        "self": {str(w): _stat(mats[:, i, i]) for i, w in enumerate(widths)},
+        "cross": {str(w): _stat(mats[:, i, top]) for i, w in enumerate(widths[:-1])},
+        "mean_off_diagonal": _stat([off_diagonal_mean(m) for m in mats]),
+        # BCT criterion at every w < 1, per seed; reported as "k of n seeds".
+        "compatible_seeds": int(sum(all(m[i, top] > m[i, i] for i in range(top)) for m in mats)),
+        "mean_matrix": mats.mean(axis=0).tolist(),
+        "std_matrix": (mats.std(axis=0, ddof=1) if len(mats) > 1 else np.zeros_like(mats[0])).tolist(),
+    }
+
+
+def _per_query(run: dict, q: float, g: float) -> np.ndarray:
+    values = run["per_query_ap"][cell_key(q, g)]
+    return 100 * np.array([np.nan if v is None else v for v in values], dtype=float)  # points
+
+
+def build_table(runs: list[dict], *, pairs=(), resamples: int = 10_000, seed: int = 0) -> dict:
+    """Summary of run results (dicts as written to eval.json), rows in the order of first appearance.
+
+    Every run must share the widths; paired tests also need the same query list (checked by hash).
+    """
+    if not runs:
+        raise SwedgeError("no run results to summarise")
+    widths = runs[0]["widths"]
+    if any(r["widths"] != widths for r in runs):
+        raise SwedgeError("runs have different widths; compare needs one width list for every method")
+    by_label: dict[str, list[dict]] = {}
+    for r in runs:
+        by_label.setdefault(r["label"], []).append(r)
+    rows = []
+    for label, rs in by_label.items():
+        rs = sorted(rs, key=lambda r: r["seed"])
+        rows.append({"label": label, "method": rs[0]["method"], "options": rs[0].get("options", []),
+                     "seeds": [r["seed"] for r in rs],
+                     "map": _summarise(rs, "map"), "rank1": _summarise(rs, "rank1")})
+
+    paired = []
+    for a, b in pairs:
+        ra = {r["seed"]: r for r in by_label.get(a, [])}
+        rb = {r["seed"]: r for r in by_label.get(b, [])}
+        common = sorted(set(ra) & set(rb))
+        if not common:
+            raise SwedgeError(f"paired test {a} vs {b}: no seed has results for both")
+        if len({ra[s]["queries_sha256"] for s in common} | {rb[s]["queries_sha256"] for s in common}) != 1:
+            raise SwedgeError(f"paired test {a} vs {b}: the runs were evaluated on different query lists")
+        top = widths[-1]
+        cells = []
+        for q, g in [(w, top) for w in widths[:-1]] + [(w, w) for w in widths]:
+            test = paired_over_seeds({s: _per_query(ra[s], q, g) for s in common},
+                                     {s: _per_query(rb[s], q, g) for s in common}, resamples=resamples, seed=seed)
+            cells.append({"query_width": q, "gallery_width": g, "kind": "self" if q == g else "cross",
+                          "combined": test["combined"].to_dict(),
+                          "per_seed": {str(s): t.to_dict() for s, t in test["per_seed"].items()}})
+        paired.append({"a": a, "b": b, "seeds": common, "cells": cells})
+    return {"widths": widths, "rows": rows, "paired": paired,
+            "paired_method": "per-query AP difference in points; percentile bootstrap CI over queries and "
+                             "two-sided sign-flip permutation p-value, each seeded, "
+                             f"{resamples} resamples; combined = per-query difference averaged over seeds; "
+                             "verdict real = CI excludes 0 and p < 0.05"}
+
+
+def _pm(stat: dict) -> str:
+    return f"{stat['mean']:.2f}" if stat["std"] is None else f"{stat['mean']:.2f} ± {stat['std']:.2f}"
+
+
+def _p(p: float) -> str:
+    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def format_markdown(table: dict) -> str:
+    widths = table["widths"]
+    top = widths[-1]
+    lines = ["# swedge compare", "",
+             "M[q][g]: queries embedded at width q, gallery at width g. Self-test M[w][w]; cross-test "
+             f"M[w][{top}]; compatibility (BCT): M[w][{top}] > M[w][w] at every w < {top} (seeds where it holds). "
+             "Mean ± sample std over seeds.", ""]
+    for metric, name in (("map", "mAP (%)"), ("rank1", "Rank-1 (%)")):
+        head = (["method", "seeds"] + [f"self {w}" for w in widths] + [f"cross {w}→{top}" for w in widths[:-1]]
+                + ["mean off-diag", "compatible"])
+        lines += [f"## {name}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for row in table["rows"]:
+            s = row[metric]
+            cells = ([row["label"], str(len(row["seeds"]))] + [_pm(s["self"][str(w)]) for w in widths]
+                     + [_pm(s["cross"][str(w)]) for w in widths[:-1]]
+                     + [_pm(s["mean_off_diagonal"]), f"{s['compatible_seeds']}/{len(row['seeds'])}"])
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["## Mean cross-model mAP matrices (rows query width, columns gallery width)", ""]
+    for row in table["rows"]:
+        opts = f" ({', '.join(row['options'])})" if row["options"] else ""
+        lines += [f"**{row['label']}**{opts}: method `{row['method']}`, seeds {row['seeds']}", "",
+                  "| q \\ g | " + " | ".join(str(w) for w in widths) + " |", "|" + "---|" * (len(widths) + 1)]
+        for i, w in enumerate(widths):
+            vals = [f"**{v:.2f}**" if i == j else f"{v:.2f}" for j, v in enumerate(row["map"]["mean_matrix"][i])]
+            lines.append(f"| {w} | " + " | ".join(vals) + " |")
+        lines.append("")
+    if table["paired"]:
+        lines += ["## Paired per-query tests (mAP)", "",
+                  "Per-query AP difference A − B in points on the same queries: 95% CI by bootstrap over queries, "
+                  "p by sign-flip permutation. With several seeds the combined test uses each query's difference "
+                  "averaged over seeds (training noise across seeds is not in the CI; see the per-seed means). "
+                  "Verdict: real if the CI excludes 0 (and p < 0.05, which agrees except with a handful of queries), "
+                  "else noise.", ""]
+        for pair in table["paired"]:
+            lines += [f"### {pair['a']} − {pair['b']} (seeds {pair['seeds']})", ""]
+            for c in pair["cells"]:
+                r = c["combined"]
+                cell = f"M[{c['query_width']}][{c['gallery_width']}] ({c['kind']})"
+                text = (f"- {cell}: {pair['a']} − {pair['b']} = {r['mean_diff']:+.2f} points "
+                        f"(95% CI [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}], p = {_p(r['p_value'])}, "
+                        f"n = {r['n']}) → **{r['verdict']}**")
+                if len(c["per_seed"]) > 1:
+                    diffs = [t["mean_diff"] for t in c["per_seed"].values()]
+                    text += "; per seed " + ", ".join(f"{s}: {d:+.2f}" for s, d in zip(c["per_seed"], diffs))
+                    if min(diffs) < 0 < max(diffs):
+                        text += " (seeds disagree in sign)"
+                lines.append(text)
+            lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(table: dict, out) -> str:
+    """table.json, table.md and one heat-map per method under ``out``; returns the Markdown."""
+    from swedge.report.heatmap import save_heatmap
+
+    out = Path(out)
+    md = format_markdown(table)
+    atomic_write_json(out / "table.json", table)
+    atomic_write_bytes(out / "table.md", (md + "\n").encode())
+    for row in table["rows"]:
+        save_heatmap(row["map"]["mean_matrix"], table["widths"], out / "heatmaps" / f"{row['label']}.png",
+                     title=f"{row['label']}: mean cross-model mAP, {len(row['seeds'])} seed(s)")
+    return md

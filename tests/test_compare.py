@@ -1,0 +1,122 @@
+"""`swedge compare`: method specs, the table builder on hand-made run results, and one tiny end-to-end run."""
+
+import json
+
+import numpy as np
+import pytest
+
+from swedge.compare import (RUN_FORMAT, build_table, cell_key, default_pairs, format_markdown, needed_cells,
+                            ordered_labels, parse_methods, write_report)
+from swedge.errors import SwedgeError
+
+WIDTHS = [0.5, 1.0]
+
+
+def fake_run(label, seed, matrix, ap_shift=0.0, method=None, queries="q1"):
+    """A result dict shaped like eval.json: 2 widths, 200 queries with per-query AP for the needed cells."""
+    base = np.random.default_rng(seed).uniform(0.2, 0.8, 200)  # per-seed "query difficulty", shared by methods
+    rng = np.random.default_rng([seed, sum(map(ord, label))])  # per-method noise
+    ap = {cell_key(q, g): list(base + ap_shift + rng.normal(0, 0.02, 200)) for q, g in needed_cells(WIDTHS)}
+    ap[cell_key(0.5, 1.0)][0] = None  # a skipped query
+    return {"format": RUN_FORMAT, "label": label, "method": method or label, "options": [], "seed": seed,
+            "widths": WIDTHS, "map": matrix, "rank1": matrix, "queries_sha256": queries, "per_query_ap": ap}
+
+
+def test_parse_methods_labels_variants_and_options():
+    specs = parse_methods("sfsc, sfsc-sum,sfsc-kernel=sfsc", ["sfsc-kernel:projection=kernel", "sfsc:kl_weight=0.1"])
+    assert [(s.label, s.method, s.options) for s in specs] == [
+        ("sfsc", "sfsc", ["kl_weight=0.1"]), ("sfsc-sum", "sfsc-sum", []),
+        ("sfsc-kernel", "sfsc", ["projection=kernel"])]
+    for bad, opts, msg in [("sfsc,sfsc", [], "twice"), ("", [], "empty"), ("a/b", [], "label"),
+                           ("sfsc", ["kl_weight=1"], "LABEL:KEY=VALUE"), ("sfsc", ["bct:x=1"], "LABEL:KEY=VALUE")]:
+        with pytest.raises(SwedgeError, match=msg):
+            parse_methods(bad, opts)
+
+
+def test_order_and_default_pairs():
+    specs = parse_methods("sfsc,sfsc-kernel=sfsc,mine=unified,sfsc-sum,bct-s,independent")
+    assert ordered_labels(specs) == ["independent", "mine", "bct-s", "sfsc-sum", "sfsc", "sfsc-kernel"]
+    assert default_pairs(["sfsc", "sfsc-sum", "bct-s", "unified"]) == [("sfsc", "sfsc-sum"), ("sfsc", "bct-s")]
+    assert default_pairs(["sfsc-sum", "bct-s"]) == []
+
+
+def test_build_table_from_fake_results(tmp_path):
+    runs = [fake_run("sfsc-sum", 0, [[40, 50], [48, 60]]), fake_run("sfsc-sum", 1, [[42, 40], [46, 62]]),
+            fake_run("sfsc", 0, [[41, 52], [49, 61]], ap_shift=0.05),
+            fake_run("sfsc", 1, [[43, 54], [47, 63]], ap_shift=0.05)]
+    table = build_table(runs, pairs=[("sfsc", "sfsc-sum")], resamples=500)
+    assert [r["label"] for r in table["rows"]] == ["sfsc-sum", "sfsc"]
+    s = table["rows"][0]["map"]
+    assert s["self"]["0.5"]["mean"] == 41 and s["self"]["1.0"]["mean"] == 61
+    assert s["self"]["0.5"]["std"] == pytest.approx(np.std([40, 42], ddof=1))
+    assert s["cross"]["0.5"]["mean"] == 45 and set(s["cross"]) == {"0.5"}
+    assert s["mean_off_diagonal"]["mean"] == pytest.approx(np.mean([49, 43]))
+    assert s["compatible_seeds"] == 1  # seed 1: 40 < 42
+    assert s["mean_matrix"] == [[41, 45], [47, 61]]
+    assert table["rows"][1]["map"]["compatible_seeds"] == 2
+
+    (pair,) = table["paired"]
+    assert pair["seeds"] == [0, 1]
+    cells = {(c["query_width"], c["gallery_width"]): c for c in pair["cells"]}
+    assert set(cells) == {(0.5, 1.0), (0.5, 0.5), (1.0, 1.0)}
+    cross = cells[(0.5, 1.0)]["combined"]
+    assert cross["n"] == 199 and cross["verdict"] == "real"  # the skipped query is left out
+    assert cross["ci_low"] < 5.0 < cross["ci_high"]  # +0.05 AP = +5 points
+    assert set(cells[(0.5, 1.0)]["per_seed"]) == {"0", "1"}
+
+    md = format_markdown(table)
+    assert "| sfsc-sum | 2 | 41.00 ± 1.41 |" in md and "| 1/2 |" in md
+    assert "sfsc − sfsc-sum = +" in md and "→ **real**" in md and "## Rank-1 (%)" in md
+    write_report(table, tmp_path)
+    assert json.loads((tmp_path / "table.json").read_text())["widths"] == WIDTHS
+    assert (tmp_path / "table.md").read_text().startswith("# swedge compare")
+    assert (tmp_path / "heatmaps" / "sfsc.png").is_file() and (tmp_path / "heatmaps" / "sfsc-sum.png").is_file()
+
+
+def test_build_table_single_seed_and_refusals():
+    one = build_table([fake_run("unified", 0, [[40, 50], [48, 60]])])
+    assert one["rows"][0]["map"]["self"]["0.5"]["std"] is None and one["paired"] == []
+    assert "| unified | 1 | 40.00 | 60.00 | 50.00 |" in format_markdown(one)
+    with pytest.raises(SwedgeError, match="different query lists"):
+        build_table([fake_run("a", 0, [[1, 2], [3, 4]]), fake_run("b", 0, [[1, 2], [3, 4]], queries="q2")],
+                    pairs=[("a", "b")], resamples=100)
+    with pytest.raises(SwedgeError, match="no seed"):
+        build_table([fake_run("a", 0, [[1, 2], [3, 4]]), fake_run("b", 1, [[1, 2], [3, 4]])],
+                    pairs=[("a", "b")], resamples=100)
+
+
+@pytest.mark.slow
+def test_compare_end_to_end_and_resume(tmp_path, capsys):
+    from swedge.cli import main
+    from swedge.data.synth import generate
+
+    data, out = tmp_path / "synth", tmp_path / "cmp"
+    generate(data, train_ids=8, test_ids=4, cameras=2, images_per_camera=2, size=(32, 16), seed=3, progress=False)
+    args = ["compare", "--methods", "sfsc,sfsc-sum", "--data", str(data), "--seeds", "1", "--out", str(out),
+            "--input-size", "32x16", "--epochs", "1", "--ids-per-batch", "4", "--images-per-id", "2",
+            "--widths", "0.5,1.0", "--embedding-dim", "8", "--workers", "0", "--resamples", "200", "--no-progress"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "[1/2] training sfsc-sum seed 0" in printed and "[2/2] training sfsc seed 0" in printed
+    assert "| sfsc |" in printed and "sfsc − sfsc-sum" in printed
+    for label in ("sfsc", "sfsc-sum"):
+        run = out / "runs" / label / "seed0"
+        assert (run / "model.safetensors").is_file() and (out / "heatmaps" / f"{label}.png").is_file()
+        result = json.loads((run / "eval.json").read_text())
+        assert result["label"] == label and len(result["map"]) == 2
+        assert set(result["per_query_ap"]) == {"0.5->0.5", "1.0->1.0", "0.5->1.0"}
+    assert (out / "table.md").is_file() and (out / "table.json").is_file()
+
+    # Re-running the same command trains nothing and rebuilds the same table.
+    stamp = (out / "runs" / "sfsc" / "seed0" / "eval.json").stat().st_mtime_ns
+    table_before = (out / "table.md").read_text()
+    assert main(args) == 0
+    assert "2 already done, 0 to train" in capsys.readouterr().out
+    assert (out / "runs" / "sfsc" / "seed0" / "eval.json").stat().st_mtime_ns == stamp
+    assert (out / "table.md").read_text() == table_before
+
+    # Other settings into the same folder are refused before any training.
+    changed = list(args)
+    changed[changed.index("--epochs") + 1] = "2"
+    assert main(changed) == 2
+    assert "other settings" in capsys.readouterr().err
