@@ -1,27 +1,36 @@
-"""The training loop shared by every method: data, optimiser, schedule, logging, checkpoints.
+"""The training loop shared by every method: data, optimiser, schedule, logging, checkpoints, resume.
 
 The method (``swedge.methods``) only turns a batch into gradients; everything else lives here, so the loop
-has no per-method branches.
+has no per-method branches. Launched by ``torchrun``, every process runs this loop on its share of each
+global batch (``swedge.distributed``); rank 0 alone writes files and shows progress.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from swedge import distributed
 from swedge.checkpoint import save_checkpoint
 from swedge.errors import SwedgeError
+from swedge.io import atomic_write_bytes
 from swedge.methods import METHODS
 from swedge.methods.base import StepContext
 from swedge.nn.model import ModelConfig, build_model
 from swedge.nn.slimmable import DEFAULT_WIDTHS
+
+CKPT_FILE, LOG_FILE, STATE_FILE = "model.safetensors", "train_log.jsonl", "trainer_state.pt"
+STATE_FORMAT = 1
+# Settings a resumed run may change: they do not change the loss trajectory.
+RESUMABLE_CHANGES = ("out", "workers", "device", "channels_last", "log_every", "max_steps")
 
 
 @dataclass
@@ -35,7 +44,7 @@ class TrainConfig:
     embedding_dim: int = 256
     input_size: tuple[int, int] = (64, 32)  # small input: a few minutes per run on a 2-core CPU
     epochs: int = 6
-    ids_per_batch: int = 8  # P of the PK sampler
+    ids_per_batch: int = 8  # P of the PK sampler, per process
     images_per_id: int = 4  # K of the PK sampler
     lr: float = 3e-3
     weight_decay: float = 5e-4
@@ -48,6 +57,10 @@ class TrainConfig:
     amp: str = "off"  # off | bf16 | fp16 (fp16 uses a gradient scaler)
     channels_last: bool = False
     log_every: int = 10
+    # Each step's batch (per process) is this many PK batches, BN statistics per PK batch: one process with
+    # batch_shards=N sees exactly the global batches of an N-process torchrun run.
+    batch_shards: int = 1
+    max_steps: int = 0  # stop after this many steps, schedule unchanged (benchmarks, smoke tests); 0 = off
 
 
 def _seed_everything(seed: int) -> None:
@@ -64,7 +77,25 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def build_train_loader(cfg: TrainConfig):
+class SeededItems(torch.utils.data.Dataset):
+    """Items ``(index, epoch, draw)`` from ``StepBatches``: each image's augmentation is drawn from
+    (seed, epoch, draw) rather than the loader's RNG streams, so it does not depend on the number of
+    processes or workers, and a resumed run sees the same images as an uninterrupted one."""
+
+    def __init__(self, dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        index, epoch, draw = item
+        with torch.random.fork_rng(devices=[]):  # leave the caller's RNG where it was (workers=0)
+            torch.manual_seed(int(np.random.SeedSequence([self.seed, epoch, draw]).generate_state(1)[0]))
+            return self.dataset[index]
+
+
+def build_train_loader(cfg: TrainConfig, world: distributed.World = distributed.World()):
     from torch.utils.data import DataLoader
 
     from swedge.data.dataset import ImageDataset
@@ -78,34 +109,116 @@ def build_train_loader(cfg: TrainConfig):
     preprocess = Preprocess(size=tuple(cfg.input_size))
     # Pad-and-crop shift scaled to the input (10 px at the usual 256x128; 5 px at 128x64).
     train_transform = build_transforms(preprocess, pad=max(2, preprocess.size[1] // 12))[0]
-    dataset = ImageDataset(splits.train, train_transform, labels=labels)
-    sampler = PKSampler(labels, cfg.ids_per_batch * cfg.images_per_id, cfg.images_per_id, seed=cfg.seed)
-    loader = DataLoader(dataset, batch_size=cfg.ids_per_batch * cfg.images_per_id, sampler=sampler,
-                        num_workers=cfg.workers, drop_last=True, persistent_workers=cfg.workers > 0)
-    return loader, sampler, len(id_map), preprocess
+    dataset = SeededItems(ImageDataset(splits.train, train_transform, labels=labels), cfg.seed)
+    pk = PKSampler(labels, cfg.ids_per_batch * cfg.images_per_id, cfg.images_per_id, seed=cfg.seed)
+    batches = distributed.StepBatches(pk, world, cfg.batch_shards)
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=cfg.workers,
+                        persistent_workers=cfg.workers > 0)
+    return loader, batches, len(id_map), preprocess
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> Path:
-    """Train one switchable checkpoint; returns the path of ``OUT/model.safetensors``."""
+def train(cfg: TrainConfig, progress: bool = True, *, resume: bool = False, overwrite: bool = True) -> Path:
+    """Train one switchable checkpoint; returns the path of ``OUT/model.safetensors``.
+
+    ``resume``: continue from the last completed epoch saved in OUT. ``overwrite``: start afresh in an OUT
+    that already holds a run (library callers manage their folders; ``swedge train`` passes ``--force``).
+    Under torchrun (WORLD_SIZE > 1) joins the process group and trains with DistributedDataParallel.
+    """
     method_cls = METHODS.get(cfg.method)
     method = method_cls(method_cls.parse_options(cfg.method_options))
-    _seed_everything(cfg.seed)
-    loader, sampler, num_ids, preprocess = build_train_loader(cfg)
+    if cfg.batch_shards < 1:
+        raise SwedgeError(f"batch_shards must be >= 1, got {cfg.batch_shards}")
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_out(out, resume, overwrite)
+    world, device = distributed.init(cfg.device)
+    _train(replace(cfg, device=device), method, world, progress, resume)  # cuda -> cuda:LOCAL_RANK
+    # Only after _train returned: DDP, freed with its frame, talks to the process group as it goes. After
+    # an error the group is left to the process's exit, so a failing rank never waits for the others.
+    distributed.shutdown(world)
+    if world.main:
+        from swedge.report.train_plot import save_train_plot
+
+        save_train_plot(out / LOG_FILE, out / "train_log.png", title=f"{cfg.method} ({cfg.arch})")
+    return out / CKPT_FILE
+
+
+def _train(cfg: TrainConfig, method, world: distributed.World, progress: bool, resume: bool) -> None:
+    out = Path(cfg.out)
+    state_path = out / STATE_FILE
+    _seed_everything(cfg.seed)
+    loader, batches, num_ids, preprocess = build_train_loader(cfg, world)
     if len(loader) == 0:
-        raise SwedgeError("the training split is smaller than one batch: lower --ids-per-batch/--images-per-id")
+        raise SwedgeError("the training split is smaller than one global batch: lower "
+                          "--ids-per-batch/--images-per-id (or use fewer processes)")
     config = ModelConfig(cfg.arch, tuple(cfg.widths), cfg.embedding_dim, num_ids, extra=method.model_extra())
     model = build_model(config)
     if cfg.imagenet:
         _load_imagenet(cfg, model)
+    key = _resume_key(cfg, world, len(loader.dataset), num_ids)
+    state = _load_state(state_path, key) if resume else None
+    if state is not None:
+        model.load_state_dict(state["model"])
     model.to(cfg.device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    meta = dict(preprocess=preprocess.to_dict(), method=method.describe(), training=_jsonable(cfg))
-    run = _Run(cfg, model, method, loader, sampler, out, meta)
-    run.fit(progress)
-    return run.ckpt_path
+    if world.main:
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            state_path.unlink(missing_ok=True)  # a stale state would let --resume mix two runs
+    training = {**_jsonable(cfg), "world_size": world.size}
+    meta = dict(preprocess=preprocess.to_dict(), method=method.describe(), training=training)
+    _Run(cfg, model, method, loader, batches, out, meta, world, key).fit(progress, state)
+
+
+def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
+    if resume:
+        if not (out / STATE_FILE).is_file():
+            raise SwedgeError(f"nothing to resume in {out}: it holds no {STATE_FILE} (written after each "
+                              "completed epoch); start the run without --resume")
+    elif not overwrite and ((out / CKPT_FILE).exists() or (out / STATE_FILE).exists()):
+        raise SwedgeError(f"{out} already holds a training run: continue it with --resume, choose a new "
+                          "--out folder, or replace it with --force")
+
+
+def _resume_key(cfg: TrainConfig, world: distributed.World, images: int, ids: int) -> dict:
+    """What must not change between a run and its resume (the loss trajectory depends on it)."""
+    key = {k: v for k, v in _jsonable(cfg).items() if k not in RESUMABLE_CHANGES}
+    key.update(data=str(Path(cfg.data).resolve()), train_images=images, train_ids=ids, world_size=world.size)
+    return key
+
+
+def _load_state(path: Path, key: dict) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles arbitrary objects
+    except Exception as exc:
+        raise SwedgeError(f"cannot read {path} ({exc}): it is damaged; start a new run") from None
+    if state.get("format") != STATE_FORMAT:
+        raise SwedgeError(f"{path} has trainer-state format {state.get('format')!r}, this swedge reads "
+                          f"{STATE_FORMAT}; start a new run")
+    saved = state["key"]
+    diff = [f"{k}: saved {saved.get(k)!r}, now {key.get(k)!r}" for k in sorted(set(saved) | set(key))
+            if saved.get(k) != key.get(k)]
+    if diff:
+        raise SwedgeError("--resume needs the settings of the run in the folder; these differ: " + "; ".join(diff))
+    return state
+
+
+def _rng_state(device: str) -> dict:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached]}
+    if torch.device(device).type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: str) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in state and torch.device(device).type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def _load_imagenet(cfg: TrainConfig, model) -> None:
@@ -118,11 +231,14 @@ def _load_imagenet(cfg: TrainConfig, model) -> None:
 
 
 class _Run:
-    """One training run: phases x epochs x steps, with autocast, logging and atomic checkpoints."""
+    """One training run: phases x epochs x steps, with autocast, logging, atomic checkpoints and resume."""
 
-    def __init__(self, cfg: TrainConfig, model, method, loader, sampler, out: Path, meta: dict):
-        self.cfg, self.model, self.method, self.loader, self.sampler = cfg, model, method, loader, sampler
-        self.ckpt_path, self.log_path, self.meta = out / "model.safetensors", out / "train_log.jsonl", meta
+    def __init__(self, cfg: TrainConfig, model, method, loader, batches, out: Path, meta: dict,
+                 world: distributed.World, key: dict):
+        self.cfg, self.model, self.method, self.loader, self.batches = cfg, model, method, loader, batches
+        self.world, self.key, self.meta = world, key, meta
+        self.ckpt_path, self.log_path, self.state_path = out / CKPT_FILE, out / LOG_FILE, out / STATE_FILE
+        self.net = distributed.wrap(model, world, cfg.device, cfg.batch_shards)
         self.phases = method.phases(tuple(cfg.widths))
         self.steps_per_phase = len(loader) * cfg.epochs
         self.total = self.steps_per_phase * len(self.phases)
@@ -134,7 +250,10 @@ class _Run:
     def forward(self, images):
         with torch.autocast(self.device_type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
-            return self.model.forward_train(images)
+            out = self.net(images)  # through DDP when distributed: the backward that follows all-reduces
+        # Autocast covers the network; the methods' losses run on float32 outside it (full-precision losses,
+        # and some of their ops, e.g. cdist on the CPU, have no bf16 kernel).
+        return {k: v.float() for k, v in out.items()}
 
     def backward(self, loss):
         self.scaler.scale(loss).backward()
@@ -145,20 +264,35 @@ class _Run:
         total = self.steps_per_phase
         return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
 
-    def fit(self, progress: bool) -> None:
+    def fit(self, progress: bool, state: dict | None = None) -> None:
+        """Train from the start, or from ``state`` (the end of a completed epoch)."""
         from tqdm import tqdm
 
         cfg, model = self.cfg, self.model
         model.train()
-        step, started = 0, time.time()
-        bar = tqdm(total=self.total, desc=f"train {cfg.method}", unit="step", disable=not progress,
-                   dynamic_ncols=True)
-        with self.log_path.open("w") as log:
-            for phase, widths in enumerate(self.phases):
+        phase0, epoch0, step = 0, 0, 0
+        started = time.time()
+        if state is not None:
+            phase0, epoch0, step = state["phase"], state["epochs_done"], state["step"]
+            started -= state["elapsed_s"]
+            if epoch0 == cfg.epochs:  # that phase was complete: the next one starts with a fresh optimiser
+                phase0, epoch0 = phase0 + 1, 0
+            self.scaler.load_state_dict(state["scaler"])
+            _set_rng_state(state["rng"], cfg.device)
+        bar = tqdm(total=self.total, initial=step, desc=f"train {cfg.method}", unit="step", dynamic_ncols=True,
+                   disable=not (progress and self.world.main))
+        log = self._open_log(step) if self.world.main else None
+        try:
+            for phase in range(phase0, len(self.phases)):
+                widths = self.phases[phase]
                 # Each phase (e.g. BCT's frozen full model, then the small ones) gets its own schedule.
                 optimizer, scheduler = self._optimizer()
-                for epoch in range(cfg.epochs):
-                    self.sampler.set_epoch(phase * cfg.epochs + epoch)
+                first = epoch0 if phase == phase0 else 0
+                if state is not None and phase == state["phase"]:
+                    optimizer.load_state_dict(state["optimizer"])
+                    scheduler.load_state_dict(state["scheduler"])
+                for epoch in range(first, cfg.epochs):
+                    self.batches.set_epoch(phase * cfg.epochs + epoch)
                     for images, labels, _cams in self.loader:
                         images, labels = self._to_device(images), labels.to(cfg.device)
                         optimizer.zero_grad(set_to_none=True)
@@ -173,21 +307,66 @@ class _Run:
                         step += 1
                         bar.update()
                         bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k.startswith("loss@")})
-                        if step % cfg.log_every == 0 or step == self.total:
+                        if step % cfg.log_every == 0 or step == self.total or step == cfg.max_steps:
+                            logs = distributed.mean_over_ranks(logs, self.world, cfg.device)
                             record = {"step": step, "phase": phase, "epoch": epoch + 1,
                                       "lr": scheduler.get_last_lr()[0],
                                       "elapsed_s": round(time.time() - started, 2), **logs}
-                            log.write(json.dumps(record) + "\n")
-                            log.flush()
-                    # Atomic checkpoint after every epoch: a kill leaves the last completed epoch, never a
-                    # half-written file.
-                    save_checkpoint(self.ckpt_path, model, **self.meta,
-                                    extra={"phase": phase, "epochs_done": epoch + 1, "steps_done": step})
-        bar.close()
+                            if self.device_type == "cuda":
+                                peak = torch.cuda.max_memory_allocated(cfg.device)
+                                record["peak_mem_gib"] = round(peak / 2**30, 3)
+                            if log is not None:
+                                log.write(json.dumps(record) + "\n")
+                                log.flush()
+                        if step == cfg.max_steps:
+                            self._save(phase, epoch, step)  # the weights only: a resume restarts that epoch
+                            return
+                    # After every epoch, atomically: a kill leaves the last completed epoch, never a
+                    # half-written file, and --resume continues from it.
+                    self._save(phase, epoch + 1, step, optimizer, scheduler, time.time() - started)
+        finally:
+            bar.close()
+            if log is not None:
+                log.close()
+
+    def _open_log(self, step: int):
+        """The log for appending: on resume, keep the records up to the resumed step (a killed epoch's
+        later records would repeat)."""
+        if step == 0 or not self.log_path.is_file():
+            return self.log_path.open("w")
+        lines = self.log_path.read_text().splitlines()
+        kept = [line for line in lines if (at := _step_of(line)) is not None and at <= step]
+        atomic_write_bytes(self.log_path, "".join(line + "\n" for line in kept).encode())
+        return self.log_path.open("a")
+
+    def _save(self, phase: int, epochs_done: int, step: int, optimizer=None, scheduler=None,
+              elapsed: float = 0.0) -> None:
+        if not self.world.main:
+            return
+        save_checkpoint(self.ckpt_path, self.model, **self.meta,
+                        extra={"phase": phase, "epochs_done": epochs_done, "steps_done": step})
+        if optimizer is None:
+            return
+        # The model's weights travel in the state too, so one atomic file is a consistent resume point
+        # whenever a kill lands.
+        state = {"format": STATE_FORMAT, "key": self.key, "phase": phase, "epochs_done": epochs_done,
+                 "step": step, "elapsed_s": elapsed, "model": self.model.state_dict(),
+                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "scaler": self.scaler.state_dict(), "rng": _rng_state(self.cfg.device)}
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        atomic_write_bytes(self.state_path, buffer.getvalue())
 
     def _to_device(self, images):
         images = images.to(self.cfg.device, non_blocking=True)
         return images.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else images
+
+
+def _step_of(line: str) -> int | None:
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return None  # blank, or cut short by the kill
 
 
 def _jsonable(cfg: TrainConfig) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from swedge.cli.common import parse_size, parse_widths
 
@@ -12,8 +13,12 @@ examples:
   swedge train --data data/orl --out runs/mb --arch mobilenetv2 --imagenet --epochs 10
   swedge train --data data/synth --out runs/x --method sfsc-sum --opt triplet_weight=0 --widths 0.5,1.0
 
-writes OUT/model.safetensors (all widths in one file; rewritten atomically after every epoch) and
-OUT/train_log.jsonl (per-step losses per width). Evaluate with: swedge eval OUT/model.safetensors --data DIR
+  torchrun --standalone --nproc_per_node=4 -m swedge train --data data/market --out runs/ddp --device cuda
+
+writes OUT/model.safetensors (all widths in one file; rewritten atomically after every epoch),
+OUT/trainer_state.pt (for --resume), OUT/train_log.jsonl (per-step losses per width) and OUT/train_log.png.
+Evaluate with: swedge eval OUT/model.safetensors --data DIR
+Under torchrun every process takes its own PK batches: the global batch is processes x P x K.
 """
 
 
@@ -47,6 +52,15 @@ def register(sub) -> None:
     p.add_argument("--amp", choices=("off", "bf16", "fp16"), default=d.amp,
                    help="mixed precision (fp16 adds a gradient scaler; default %(default)s)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convs on GPU)")
+    p.add_argument("--log-every", type=int, default=d.log_every, help="log every N steps (default %(default)s)")
+    p.add_argument("--batch-shards", type=int, default=d.batch_shards, metavar="N",
+                   help="each step's batch is N PK batches with batch-norm statistics per PK batch: one process "
+                   "reproduces an N-process torchrun run (default %(default)s)")
+    p.add_argument("--max-steps", type=int, default=d.max_steps, help="stop after N steps, schedule unchanged "
+                   "(benchmarks; default 0 = train all epochs)")
+    p.add_argument("--resume", action="store_true", help="continue the run in OUT from its last completed epoch")
+    p.add_argument("--force", action="store_true", help="start afresh even if OUT already holds a run")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -64,6 +78,8 @@ def run(args) -> int:
     from swedge.nn.slimmable import check_widths
     from swedge.trainer import TrainConfig, train
 
+    if args.resume and args.force:
+        raise SwedgeError("--resume continues the run in OUT and --force replaces it: choose one")
     try:
         widths = check_widths(args.widths)
     except ValueError as exc:
@@ -74,7 +90,9 @@ def run(args) -> int:
         ids_per_batch=args.ids_per_batch, images_per_id=args.images_per_id, lr=args.lr,
         weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, seed=args.seed, workers=args.workers,
         imagenet=args.imagenet, device=args.device, amp=args.amp, channels_last=args.channels_last,
+        log_every=args.log_every, batch_shards=args.batch_shards, max_steps=args.max_steps,
     )
-    path = train(cfg)
-    print(f"checkpoint: {path}\nnext: swedge eval {path} --data {args.data}")
+    path = train(cfg, progress=not args.quiet, resume=args.resume, overwrite=args.force)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one process speaks
+        print(f"checkpoint: {path}\nnext: swedge eval {path} --data {args.data}")
     return 0

@@ -87,12 +87,19 @@ class Sfsc(Method):
                 p.grad = None
             ctx.backward(loss)
             grads.append({n: p.grad for n, p in named if p.grad is not None})
-        if o.projection != "none" and len(grads) > 1:
-            result = project_conflicts(grads, granularity=o.projection, generator=ctx.rng())
-            merged = result.merged()
-            logs["conflict_share"] = result.conflict_fraction
-        else:
-            merged = merge(grads)
+        # Thousands of small ops: one thread is faster than two, and far faster when another process holds a
+        # core (measured in benchmarks/bench_step.py).
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            if o.projection != "none" and len(grads) > 1:
+                result = project_conflicts(grads, granularity=o.projection, generator=ctx.rng())
+                merged = result.merged()
+                logs["conflict_share"] = result.conflict_fraction
+            else:
+                merged = merge(grads)
+        finally:
+            torch.set_num_threads(threads)
         for n, p in named:
             p.grad = merged.get(n)
         return logs

@@ -1,0 +1,50 @@
+"""benchmarks/bench_step.py runs end to end in its --quick mode and writes the figures the issue asks for."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_step", ROOT / "benchmarks" / "bench_step.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while being created
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def test_quick_run_writes_timings_and_checks(bench, tmp_path, torch_threads):
+    out = tmp_path / "step.json"
+    # one thread: the smoke test should not fight the other tests' threads on a 2-core machine
+    assert bench.main(["--quick", "--no-memory", "--threads", "1", "--silent", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    timing = result["timing"]
+    assert set(timing) == {"full", "sfsc"}
+    assert timing["full"]["ratio_to_full_paired"] == 1.0
+    sfsc = timing["sfsc"]
+    assert sfsc["median_s"]["total"] > 0 and sfsc["median_s"]["project"] > 0 and sfsc["median_s"]["merge"] > 0
+    assert 0 < sfsc["after_last_backward_share"] < 1
+    assert timing["full"]["median_s"]["project"] == 0  # the baseline never projects
+    assert set(result["checks"]) == {"sfsc_over_full_time", "sfsc_projection_merge_writeback_share",
+                                     "sfsc_over_full_step_peak_memory"}
+    assert result["checks"]["sfsc_over_full_step_peak_memory"]["ok"] is None  # --no-memory
+    # the wrapped projection functions are restored afterwards
+    import swedge.methods.sfsc as sfsc_mod
+
+    assert not hasattr(sfsc_mod.project_conflicts, "__wrapped__")
+
+
+def test_memory_child_reports_a_step_peak(bench, torch_threads):
+    args = bench.parse_args(["--quick", "--memory-child", "sfsc", "--threads", "1"])
+    r = bench.memory_child(args)
+    assert r["param_mib"] > 10  # ResNet-18
+    assert r["first_step_peak_over_setup_mib"] >= 0
+    if r["peak_counter"].startswith("VmHWM"):
+        assert r["step_peak_over_steady_mib"] is not None and r["step_peak_over_steady_mib"] >= 0
