@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	@test -d $(DATA) || $(BIN)/swedge data synth --out $(DATA)
-	$(BIN)/swedge train --data $(DATA) --out $(RUN)
+	$(BIN)/swedge train --data $(DATA) --out $(RUN) --force
 	$(BIN)/swedge eval $(RUN)/model.safetensors --data $(DATA) --json $(RUN)/eval.json
 
 test: $(STAMP)
