@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from swedge.methods import METHODS
-from swedge.methods.base import Method, StepContext, check_finite
+from swedge.methods.base import Method, StepContext, check_finite, full_model_first
 from swedge.methods.losses import batch_hard_triplet, cross_entropy
 
 
@@ -77,8 +77,7 @@ class Asymmetric(_Asymmetric):
         return {"members": "per-width"}
 
     def phases(self, widths):
-        small = tuple(sorted((w for w in widths if w != max(widths)), reverse=True))
-        return [(max(widths),)] + ([small] if small else [])
+        return full_model_first(widths)
 
     @torch.no_grad()
     def reference_features(self, model, images, ctx: StepContext) -> torch.Tensor:

@@ -88,6 +88,12 @@ class Method:
         raise NotImplementedError
 
 
+def full_model_first(widths: tuple[float, ...]) -> list[tuple[float, ...]]:
+    """Phases of the separately trained baselines: the full model alone, then the smaller ones against it."""
+    small = tuple(sorted((w for w in widths if w != max(widths)), reverse=True))
+    return [(max(widths),)] + ([small] if small else [])
+
+
 def check_finite(loss: torch.Tensor, width: float, ctx: StepContext) -> float:
     value = float(loss.detach())
     if not math.isfinite(value):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 
 from swedge.methods import METHODS
-from swedge.methods.base import Method, StepContext, check_finite
+from swedge.methods.base import Method, StepContext, check_finite, full_model_first
 from swedge.methods.losses import batch_hard_triplet, cross_entropy
 
 
@@ -59,5 +59,4 @@ class Bct(_InfluenceLoss):
         return {"members": "per-width"}
 
     def phases(self, widths):
-        small = tuple(sorted((w for w in widths if w != max(widths)), reverse=True))
-        return [(max(widths),)] + ([small] if small else [])
+        return full_model_first(widths)

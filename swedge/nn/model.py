@@ -43,7 +43,21 @@ class ModelConfig:
                    num_classes=int(d["num_classes"]), extra=dict(d.get("extra", {})))
 
 
-class SwitchableEmbedder(nn.Module):
+class _WidthSwitch:
+    """``at_width`` for any model with ``width`` / ``set_width``."""
+
+    @contextlib.contextmanager
+    def at_width(self, width: float):
+        """Temporarily switch to ``width`` (restores the previous width afterwards)."""
+        previous = self.width
+        self.set_width(width)
+        try:
+            yield self
+        finally:
+            self.set_width(previous)
+
+
+class SwitchableEmbedder(_WidthSwitch, nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
@@ -79,15 +93,6 @@ class SwitchableEmbedder(nn.Module):
     def width(self) -> float:
         return active_width(self)
 
-    @contextlib.contextmanager
-    def at_width(self, width: float):
-        """Temporarily switch to ``width`` (restores the previous width afterwards)."""
-        previous = self.width
-        self.set_width(width)
-        try:
-            yield self
-        finally:
-            self.set_width(previous)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Pre-BN embedding (used by triplet losses)."""
@@ -110,7 +115,7 @@ class SwitchableEmbedder(nn.Module):
         return {"feat": feat, "embedding": emb, "logits": self.classifier_of(self.width)(emb)}
 
 
-class SeparateEmbedders(nn.Module):
+class SeparateEmbedders(_WidthSwitch, nn.Module):
     """One separately trained model per width (the `independent`, `bct`, `asymmetric` baselines), behind the
     same interface as SwitchableEmbedder: switching the width switches the member model.
 
@@ -140,14 +145,6 @@ class SeparateEmbedders(nn.Module):
     def width(self) -> float:
         return self.widths[self._index]
 
-    @contextlib.contextmanager
-    def at_width(self, width: float):
-        previous = self.width
-        self.set_width(width)
-        try:
-            yield self
-        finally:
-            self.set_width(previous)
 
     def classifier_of(self, width: float) -> nn.Linear:
         return self.member(width).classifier
