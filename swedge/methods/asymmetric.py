@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from swedge.methods import METHODS
-from swedge.methods.base import Method, StepContext, check_finite, full_model_first
-from swedge.methods.losses import batch_hard_triplet, cross_entropy
+from swedge.methods.against_full import AgainstFullWidth
+from swedge.methods.base import StepContext, full_model_first
 
 
 def asymmetric_triplet(anchor: torch.Tensor, reference: torch.Tensor, labels: torch.Tensor,
@@ -28,7 +28,7 @@ def asymmetric_triplet(anchor: torch.Tensor, reference: torch.Tensor, labels: to
     return F.relu(hardest_pos - hardest_neg + margin)[valid].mean() if valid.any() else anchor.sum() * 0.0
 
 
-class _Asymmetric(Method):
+class _Asymmetric(AgainstFullWidth):
     @dataclass
     class Options:
         asymmetric_weight: float = 1.0
@@ -36,29 +36,18 @@ class _Asymmetric(Method):
         triplet_weight: float = 1.0
         triplet_margin: float = 0.3
 
-    def reference_features(self, model, images, ctx: StepContext) -> torch.Tensor:
-        raise NotImplementedError
+    term_name = "asymmetric"
 
-    def train_step(self, model, images, labels, ctx: StepContext) -> dict:
-        o, full, logs = self.options, max(model.widths), {}
-        reference = None
-        for width in ctx.widths:
-            model.set_width(width)
-            out = ctx.forward(images)
-            loss = cross_entropy(out["logits"], labels, o.label_smoothing)
-            if o.triplet_weight:
-                loss = loss + o.triplet_weight * batch_hard_triplet(out["feat"], labels, o.triplet_margin)
-            if width == full:
-                reference = out["feat"].detach()
-            else:
-                if reference is None:
-                    reference = self.reference_features(model, images, ctx)
-                asym = asymmetric_triplet(out["feat"].float(), reference.float(), labels, o.triplet_margin)
-                logs[f"asymmetric@{width}"] = float(asym.detach())
-                loss = loss + o.asymmetric_weight * asym
-            logs[f"loss@{width}"] = check_finite(loss, width, ctx)
-            ctx.backward(loss)
-        return logs
+    def term_weight(self) -> float:
+        return self.options.asymmetric_weight
+
+    def reference_features(self, model, images, state: dict) -> torch.Tensor:
+        """Features of the full width for this batch (the -S variant gets them from its own full pass)."""
+        return state["full"]["feat"]
+
+    def term(self, model, images, out, labels, state, ctx: StepContext):
+        reference = self.reference_features(model, images, state)
+        return asymmetric_triplet(out["feat"].float(), reference.float(), labels, self.options.triplet_margin)
 
 
 @METHODS.register("asymmetric-s")
@@ -80,7 +69,9 @@ class Asymmetric(_Asymmetric):
         return full_model_first(widths)
 
     @torch.no_grad()
-    def reference_features(self, model, images, ctx: StepContext) -> torch.Tensor:
-        teacher = model.member(max(model.widths))
-        teacher.eval()  # frozen: no BN statistics updates either
-        return teacher.features(images)
+    def reference_features(self, model, images, state: dict) -> torch.Tensor:
+        if "teacher" not in state:  # phase 2: the frozen full model, computed once per step
+            teacher = model.member(max(model.widths))
+            teacher.eval()  # frozen: no BN statistics updates either
+            state["teacher"] = teacher.features(images)
+        return state["teacher"]

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 
 from swedge.methods import METHODS
-from swedge.methods.base import Method, StepContext, check_finite, full_model_first
-from swedge.methods.losses import batch_hard_triplet, cross_entropy
+from swedge.methods.against_full import AgainstFullWidth
+from swedge.methods.base import StepContext, full_model_first
+from swedge.methods.losses import cross_entropy
 
 
-class _InfluenceLoss(Method):
+class _InfluenceLoss(AgainstFullWidth):
     @dataclass
     class Options:
         influence_weight: float = 1.0
@@ -25,22 +26,14 @@ class _InfluenceLoss(Method):
         triplet_weight: float = 1.0
         triplet_margin: float = 0.3
 
-    def train_step(self, model, images, labels, ctx: StepContext) -> dict:
-        o, full, logs = self.options, max(model.widths), {}
-        frozen = model.classifier_of(full).weight.detach()  # stop-gradient: the old classifier stays put
-        for width in ctx.widths:
-            model.set_width(width)
-            out = ctx.forward(images)
-            loss = cross_entropy(out["logits"], labels, o.label_smoothing)
-            if o.triplet_weight:
-                loss = loss + o.triplet_weight * batch_hard_triplet(out["feat"], labels, o.triplet_margin)
-            if width != full:
-                influence = cross_entropy(F.linear(out["embedding"], frozen), labels, o.label_smoothing)
-                logs[f"influence@{width}"] = float(influence.detach())
-                loss = loss + o.influence_weight * influence
-            logs[f"loss@{width}"] = check_finite(loss, width, ctx)
-            ctx.backward(loss)
-        return logs
+    term_name = "influence"
+
+    def term_weight(self) -> float:
+        return self.options.influence_weight
+
+    def term(self, model, images, out, labels, state, ctx: StepContext):
+        frozen = model.classifier_of(max(model.widths)).weight.detach()  # stop-gradient: old classifier stays
+        return cross_entropy(F.linear(out["embedding"], frozen), labels, self.options.label_smoothing)
 
 
 @METHODS.register("bct-s")
