@@ -48,3 +48,16 @@ def add_training_arguments(parser, defaults) -> None:
     add("--amp", choices=("off", "bf16", "fp16"), default=d.amp,
         help="mixed precision (fp16 adds a gradient scaler; default %(default)s)")
     add("--channels-last", action="store_true", help="NHWC memory format (faster convs on GPU)")
+
+
+def training_options(args) -> dict:
+    """TRAINING_FIELDS from parsed args, with the width list validated (a clear error, not a traceback)."""
+    from swedge.errors import SwedgeError
+    from swedge.nn.slimmable import check_widths
+
+    options = {k: getattr(args, k) for k in TRAINING_FIELDS}
+    try:
+        options["widths"] = check_widths(options["widths"])
+    except ValueError as exc:
+        raise SwedgeError(str(exc)) from None
+    return options

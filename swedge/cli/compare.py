@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from swedge.cli.common import TRAINING_FIELDS, add_training_arguments
+from swedge.cli.common import add_training_arguments, training_options
 
 EXAMPLES = """\
 examples:
@@ -53,16 +53,11 @@ def register(sub) -> None:
 def run(args) -> int:
     from swedge.compare import format_markdown, parse_methods, run_compare
     from swedge.errors import SwedgeError
-    from swedge.nn.slimmable import check_widths
 
     if args.seeds < 1:
         raise SwedgeError("--seeds must be >= 1")
     specs = parse_methods(args.methods, args.opt)
-    train = {k: getattr(args, k) for k in TRAINING_FIELDS}
-    try:
-        train["widths"] = check_widths(train["widths"])
-    except ValueError as exc:
-        raise SwedgeError(str(exc)) from None
+    train = training_options(args)
     pairs = None
     if args.paired:
         pairs = []

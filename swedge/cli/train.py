@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from swedge.cli.common import add_training_arguments
+from swedge.cli.common import add_training_arguments, training_options
 
 EXAMPLES = """\
 examples:
@@ -58,23 +58,13 @@ def _methods_help() -> str:
 
 def run(args) -> int:
     from swedge.errors import SwedgeError
-    from swedge.nn.slimmable import check_widths
     from swedge.trainer import TrainConfig, train
 
     if args.resume and args.force:
         raise SwedgeError("--resume continues the run in OUT and --force replaces it: choose one")
-    try:
-        widths = check_widths(args.widths)
-    except ValueError as exc:
-        raise SwedgeError(str(exc)) from None
-    cfg = TrainConfig(
-        data=args.data, out=args.out, method=args.method, method_options=args.opt, arch=args.arch, widths=widths,
-        embedding_dim=args.embedding_dim, input_size=args.input_size, epochs=args.epochs,
-        ids_per_batch=args.ids_per_batch, images_per_id=args.images_per_id, lr=args.lr,
-        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, seed=args.seed, workers=args.workers,
-        imagenet=args.imagenet, device=args.device, amp=args.amp, channels_last=args.channels_last,
-        log_every=args.log_every, batch_shards=args.batch_shards, max_steps=args.max_steps,
-    )
+    cfg = TrainConfig(data=args.data, out=args.out, method=args.method, method_options=args.opt, seed=args.seed,
+                      log_every=args.log_every, batch_shards=args.batch_shards, max_steps=args.max_steps,
+                      **training_options(args))
     path = train(cfg, progress=not args.quiet, resume=args.resume, overwrite=args.force)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one process speaks
         print(f"checkpoint: {path}\nnext: swedge eval {path} --data {args.data}")
