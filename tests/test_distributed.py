@@ -49,6 +49,10 @@ def _torchrun(args, tmp_path, timeout=120):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        # gloo's teardown on this 2-core CPU rarely aborts a rank after the work is done (seen about once in
+        # 20 full-suite runs); one retry separates that from a real failure, which fails twice.
+        done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
