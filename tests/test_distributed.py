@@ -30,7 +30,8 @@ import pytest
 import torch
 
 TINY = ["--input-size", "32x16", "--widths", "0.5,1.0", "--embedding-dim", "8", "--workers", "0", "--epochs", "1",
-        "--ids-per-batch", "2", "--images-per-id", "2", "--log-every", "1", "--opt", "triplet_weight=0"]
+        "--ids-per-batch", "2", "--images-per-id", "2", "--log-every", "1", "--opt", "triplet_weight=0",
+        "--force"]  # --force: a retried torchrun (see _torchrun) may find the first attempt's run
 LOG_TOL = 1e-4
 WEIGHT_TOL = 2e-3  # relative L2 distance of all parameters
 
