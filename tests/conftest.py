@@ -12,3 +12,41 @@ def torch_threads():
 
     torch.set_num_threads(2)
     return torch
+
+
+@pytest.fixture(scope="session")
+def tiny_market(tmp_path_factory):
+    """A small Market-1501-layout set at 64x32 (train / query / gallery, disjoint ids)."""
+    from swedge.data.synth import generate
+
+    out = tmp_path_factory.mktemp("market") / "synth"
+    generate(out, train_ids=8, test_ids=6, cameras=3, images_per_camera=2, size=(64, 32), seed=5, distractors=2,
+             junk=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A ResNet-18 switchable checkpoint (4 widths, D=32, 64x32 input) with non-trivial BN statistics.
+
+    Random weights, then a few train-mode forward passes at every width so each switchable BN holds real
+    running statistics: exporters must reproduce them, not the identity."""
+    import torch
+
+    from swedge.checkpoint import save_checkpoint
+    from swedge.data.preprocess import Preprocess
+    from swedge.nn.model import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="resnet18", widths=(0.25, 0.5, 0.75, 1.0), embedding_dim=32,
+                                    num_classes=8))
+    model.train()
+    with torch.no_grad():
+        for w in model.widths:
+            with model.at_width(w):
+                for _ in range(3):
+                    model(torch.randn(8, 3, 64, 32) * 1.5 + 0.2)
+    model.eval()
+    path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
+    save_checkpoint(path, model, preprocess=Preprocess(size=(64, 32)).to_dict(), method={"name": "test-random"})
+    return path

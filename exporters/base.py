@@ -1,0 +1,87 @@
+"""What every exporter receives and returns, and the exporter registry.
+
+An exporter turns the *sliced* standalone torch module of one width (``swedge.nn.slicing.slice_model``, never
+the switchable model) into one artifact at one precision. It writes only to ``job.out`` (a file or a folder
+path without suffix chosen by the bundle writer + the exporter's ``suffix``), inside the bundle's staging
+folder, so an interrupted export never leaves a bundle that looks complete.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from swedge.registry import Registry
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "embedding"
+
+
+class ExportSkipped(Exception):
+    """Raised by an exporter when this combination cannot be produced on this machine; the message says why
+    (recorded in the manifest as status 'skipped')."""
+
+
+@dataclass
+class ExportJob:
+    module: Any                     # torch.nn.Module in eval mode: the sliced sub-model of ``width``
+    width: float
+    precision: str                  # fp32 | fp16 | int8
+    out: Path                       # target path (file or folder), suffix included
+    input_shape: tuple[int, int, int]  # (3, H, W)
+    example: np.ndarray             # a few real preprocessed inputs (N, 3, H, W) float32, for tracing
+    calibration: Any = None         # swedge.calibration.CalibrationSet or None
+    max_batch: int = 64             # upper bound of the dynamic batch dimension where a format needs one
+    workdir: Path | None = None     # scratch folder inside the staging bundle (removed before publishing)
+
+
+@dataclass
+class ExportResult:
+    path: Path                      # what was written (file or folder)
+    tools: dict = field(default_factory=dict)          # library -> version used
+    quantization: dict | None = None  # {"algorithm", "scope", "calibration_sha256", "calibration_size", ...}
+    notes: list[str] = field(default_factory=list)     # e.g. "weights-only int8", "fp16 compressed weights"
+    extra: dict = field(default_factory=dict)          # format-specific facts (e.g. TensorRT engine status)
+    runtimes: list[str] = field(default_factory=list)  # runtimes that can run it (first = default)
+    batch: str = "dynamic"          # "dynamic" or "static:N"
+
+
+class Exporter:
+    """Subclass, set the class attributes, implement ``export``; register with ``@EXPORTERS.register(name)``."""
+
+    name = ""
+    extra = ""                      # pip extra that installs the backend: pip install 'swedge[<extra>]'
+    suffix = ""                     # e.g. ".onnx", ".mlpackage", "" for a folder
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
+    needs_calibration: tuple[str, ...] = ("int8",)     # precisions that need --calib data
+    backend_modules: tuple[str, ...] = ()              # imported to check availability
+
+    def missing(self) -> str | None:
+        """None when the backend libraries import, else the reason (naming the extra to install)."""
+        for mod in self.backend_modules:
+            try:
+                importlib.import_module(mod)
+            except Exception as exc:  # ImportError, or a broken install raising something else
+                return f"'{mod}' is not importable ({type(exc).__name__}: {exc}); pip install 'swedge[{self.extra}]'"
+        return None
+
+    def export(self, job: ExportJob) -> ExportResult:
+        raise NotImplementedError
+
+
+def version_of(*dists: str) -> dict:
+    """Installed versions of the named distributions (missing ones are left out)."""
+    out = {}
+    for d in dists:
+        try:
+            out[d] = importlib.metadata.version(d)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+EXPORTERS: Registry[Exporter] = Registry("export format")
