@@ -37,6 +37,8 @@ class ExportJob:
     calibration: Any = None         # swedge.calibration.CalibrationSet or None
     max_batch: int = 64             # upper bound of the dynamic batch dimension where a format needs one
     workdir: Path | None = None     # scratch folder inside the staging bundle (removed before publishing)
+    metadata: dict = field(default_factory=dict)  # str -> str facts to embed where the format allows
+                                    # (ONNX metadata_props, Core ML user_defined_metadata, ...)
 
 
 @dataclass
