@@ -1,0 +1,230 @@
+"""``swedge export``: one checkpoint -> a self-describing bundle (DESIGN §5), written atomically.
+
+Everything is written into a staging folder beside the target (``.NAME.partial-XXXX``); ``manifest.json`` is
+written last and the folder is renamed into place only when every artifact is done, so a killed export never
+leaves a folder that looks like (or verifies as) a bundle.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from swedge import __version__
+from swedge.errors import SwedgeError
+from swedge.exporters.base import EXPORTERS, INPUT_NAME, OUTPUT_NAME, ExportJob, ExportSkipped, version_of
+from swedge.exporters.probe import DEFAULT_PROBE_IMAGES, build_probe, reference_features, save_npy, save_npz
+from swedge.io import atomic_write_json
+from swedge.runtimes.manifest import (MANIFEST, PRECISIONS, SCHEMA, SCHEMA_VERSION, artifact_id, tree_bytes,
+                                      tree_sha256)
+
+PARITY_IMAGES = 64  # probe rows checked straight after export (the full check is `swedge verify`)
+
+
+@dataclass
+class ExportPlan:
+    checkpoint: Path
+    out: Path
+    formats: list[str]
+    widths: list[float] | None = None
+    precisions: list[str] = field(default_factory=lambda: ["fp32", "fp16"])
+    calib: Path | None = None
+    calib_size: int = 128
+    probe: Path | None = None
+    probe_size: int = DEFAULT_PROBE_IMAGES
+    max_batch: int = 64
+    force: bool = False
+    seed: int = 0
+    cache_dir: Path | None = None
+
+
+def validate_plan(plan: ExportPlan) -> None:
+    """Everything checkable before any work: names, calibration needs, the output folder."""
+    from swedge.exporters import load_exporters
+
+    load_exporters()
+    for fmt in plan.formats:
+        EXPORTERS.get(fmt)  # unknown format -> message with a suggestion
+    import difflib
+
+    for p in plan.precisions:
+        if p not in PRECISIONS:
+            close = difflib.get_close_matches(p, PRECISIONS, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise SwedgeError(f"unknown precision '{p}'.{hint} Choose from: {', '.join(PRECISIONS)}")
+    needing = [f for f in plan.formats for p in plan.precisions if p in EXPORTERS.get(f).needs_calibration]
+    if needing and plan.calib is None:
+        raise SwedgeError(f"int8 for {', '.join(sorted(set(needing)))} needs calibration data: pass --calib DATA "
+                          "(a Market-1501 folder, a folder of images, or a preprocessed .npy), or drop int8")
+    if plan.probe is None and plan.calib is None:
+        raise SwedgeError("a probe set is needed for the bundle's reference features: pass --probe DATA "
+                          "(a Market-1501 folder; its query + bounding_box_test splits are used)")
+    out = plan.out
+    if out.exists() and not plan.force:
+        what = "a bundle" if (out / MANIFEST).exists() else "files"
+        if out.is_file() or any(out.iterdir()):
+            raise SwedgeError(f"{out} already holds {what}; pass --force to replace it, or choose another --out")
+
+
+def _calibration(plan: ExportPlan, preprocess, progress: bool):
+    if plan.calib is None:
+        return None
+    from swedge.calibration.dataset import build_calibration_set
+
+    cache = plan.cache_dir or Path.home() / ".cache" / "swedge" / "calibration"
+    return build_calibration_set(plan.calib, preprocess, size=plan.calib_size, seed=plan.seed, cache_dir=cache,
+                                 progress=progress)
+
+
+def _parity(result_path: Path, entry: dict, probe: np.ndarray, reference: np.ndarray) -> dict:
+    """Straight-after-export check on the first probe rows, on the first runtime that runs here."""
+    from swedge.metrics.fidelity import row_cosine
+    from swedge.runtimes import RuntimeUnavailable, runner_class, runtimes_for
+
+    reasons = []
+    for name in runtimes_for(entry):
+        try:
+            with runner_class(name)(result_path, entry, threads=None) as runner:
+                feats = runner.embed(probe[:PARITY_IMAGES])
+        except (RuntimeUnavailable, SwedgeError) as exc:
+            reasons.append(f"{name}: {exc}")
+            continue
+        cos = row_cosine(feats, reference[:PARITY_IMAGES])
+        return {"runtime": name, "rows": int(len(cos)), "cosine_min": float(cos.min()),
+                "cosine_mean": float(cos.mean())}
+    return {"runtime": None, "skipped": "; ".join(reasons) or "no runtime for this format"}
+
+
+def _export_one(exporter, job: ExportJob, probe, reference) -> dict:
+    entry: dict = {"id": artifact_id(exporter.name, job.width, job.precision), "format": exporter.name,
+                   "width": job.width, "precision": job.precision}
+    t0 = time.perf_counter()
+    reason = exporter.missing()
+    if job.precision not in exporter.precisions:
+        reason = f"{exporter.name} does not support {job.precision} (supports {', '.join(exporter.precisions)})"
+    if reason:
+        return {**entry, "status": "skipped", "reason": reason}
+    try:
+        res = exporter.export(job)
+    except ExportSkipped as exc:
+        return {**entry, "status": "skipped", "reason": str(exc)}
+    except SwedgeError:
+        raise
+    except Exception as exc:  # a backend bug: record it, keep exporting the rest, exit non-zero at the end
+        return {**entry, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+    seconds = time.perf_counter() - t0
+    rel = res.path.relative_to(job.out.parents[1])
+    entry.update(path=rel.as_posix(), sha256=tree_sha256(res.path), bytes=tree_bytes(res.path),
+                 export_seconds=round(seconds, 3), status="ok", runtimes=res.runtimes, batch=res.batch,
+                 tools=res.tools, quantization=res.quantization, notes=res.notes, **res.extra)
+    entry["parity"] = _parity(res.path, entry, probe, reference)
+    return entry
+
+
+def export_bundle(plan: ExportPlan, *, progress: bool = True, on_artifact=None) -> dict:
+    """Write the bundle; returns the manifest. ``on_artifact(entry)`` is called after each artifact."""
+    validate_plan(plan)
+    from tqdm import tqdm
+
+    from swedge.checkpoint import load_checkpoint
+    from swedge.data.preprocess import Preprocess
+    from swedge.nn.slicing import count_parameters, slice_model
+
+    ckpt = load_checkpoint(plan.checkpoint, widths=plan.widths)
+    widths = sorted(float(w) for w in (plan.widths or ckpt.widths))
+    preprocess = Preprocess.from_dict(ckpt.preprocess)
+    calibration = _calibration(plan, preprocess, progress)
+    probe_inputs, labels = build_probe(plan.probe or plan.calib, preprocess, max_images=plan.probe_size,
+                                       seed=plan.seed, progress=progress)
+
+    out = plan.out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        manifest = _manifest_head(ckpt, widths, preprocess, calibration, plan)
+        manifest["probe"] = {"inputs": "probe/inputs.npy", "labels": "probe/labels.npz",
+                             "inputs_sha256": save_npy(staging / "probe/inputs.npy", probe_inputs),
+                             "labels_sha256": save_npz(staging / "probe/labels.npz", labels),
+                             "count": int(len(probe_inputs)), "queries": int(labels["is_query"].sum()),
+                             "source": str(plan.probe or plan.calib)}
+        modules, references = {}, {}
+        for w in widths:
+            modules[w] = slice_model(ckpt.model, w).eval()
+            references[w] = reference_features(modules[w], probe_inputs)
+            rel = f"reference/w{w:g}.npy"
+            manifest["references"][f"{w:g}"] = {"path": rel, "sha256": save_npy(staging / rel, references[w]),
+                                                "parameters": count_parameters(modules[w])}
+        example = (calibration.inputs if calibration is not None else probe_inputs)[:4]
+        jobs = [(f, w, p) for f in plan.formats for w in widths for p in plan.precisions]
+        bar = tqdm(jobs, desc="export", unit="artifact", disable=not progress)
+        for fmt, w, p in bar:
+            exporter = EXPORTERS.get(fmt)
+            bar.set_postfix_str(f"{fmt} w{w:g} {p}")
+            folder = staging / fmt
+            folder.mkdir(exist_ok=True)
+            work = Path(tempfile.mkdtemp(prefix="work-", dir=staging))
+            job = ExportJob(module=modules[w], width=w, precision=p, out=folder / f"w{w:g}-{p}{exporter.suffix}",
+                            input_shape=(3, *preprocess.size), example=example, calibration=calibration,
+                            max_batch=plan.max_batch, workdir=work,
+                            metadata=_artifact_metadata(manifest, w, p))
+            entry = _export_one(exporter, job, probe_inputs, references[w])
+            shutil.rmtree(work, ignore_errors=True)
+            manifest["artifacts"].append(entry)
+            if on_artifact:
+                on_artifact(entry)
+        for d in staging.iterdir():  # formats that produced nothing leave no empty folder behind
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        atomic_write_json(staging / MANIFEST, manifest)
+        _publish(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _manifest_head(ckpt, widths, preprocess, calibration, plan) -> dict:
+    h, w = preprocess.size
+    return {
+        "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "swedge_version": __version__,
+        "checkpoint": {"path": str(Path(plan.checkpoint).resolve()), "sha256": ckpt.file_sha256,
+                       "tensors_sha256": ckpt.meta.get("tensors_sha256"), "arch": ckpt.config.arch,
+                       "widths": widths, "embedding_dim": ckpt.config.embedding_dim,
+                       "method": ckpt.meta.get("method", {}).get("name")},
+        "server_width": max(ckpt.widths),
+        "preprocess": preprocess.to_dict(),
+        "input": {"name": INPUT_NAME, "shape": [-1, 3, h, w], "dtype": "float32", "layout": "NCHW"},
+        "output": {"name": OUTPUT_NAME, "dim": ckpt.config.embedding_dim, "dtype": "float32"},
+        "calibration": calibration.record() if calibration is not None else None,
+        "tools": version_of("torch", "numpy", "onnx", "onnxruntime", "openvino", "nncf", "litert-torch",
+                            "ai-edge-litert", "coremltools"),
+        "references": {},
+        "artifacts": [],
+    }
+
+
+def _artifact_metadata(manifest: dict, width: float, precision: str) -> dict:
+    import json
+
+    return {"swedge.version": __version__, "swedge.width": f"{width:g}", "swedge.precision": precision,
+            "swedge.checkpoint_sha256": manifest["checkpoint"]["sha256"],
+            "swedge.preprocess": json.dumps(manifest["preprocess"], sort_keys=True)}
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Rename the finished staging folder into place; an old bundle (``--force``) is moved aside first and
+    removed only after the new one is in place."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{int(time.time())}")
+        out.rename(old)
+    staging.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
