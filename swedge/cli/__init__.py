@@ -19,6 +19,8 @@ SUBCOMMANDS = {
     "train": "swedge.cli.train",
     "eval": "swedge.cli.eval",
     "compare": "swedge.cli.compare",
+    "export": "swedge.cli.export",
+    "verify": "swedge.cli.verify",
 }
 
 EPILOG = """\

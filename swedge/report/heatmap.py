@@ -6,7 +6,8 @@ import os
 import tempfile
 
 
-def save_heatmap(matrix, widths, path, *, title: str, metric_label: str = "mAP (%)") -> str:
+def save_heatmap(matrix, widths, path, *, title: str, metric_label: str = "mAP (%)",
+                 xlabel: str = "gallery width", ylabel: str = "query width", columns=None) -> str:
     """Write ``matrix`` (len(widths) x len(widths)) as an annotated PNG at ``path``; returns the path.
 
     Uses the Agg canvas directly (no pyplot), so it works headless and leaves the caller's backend alone.
@@ -18,20 +19,21 @@ def save_heatmap(matrix, widths, path, *, title: str, metric_label: str = "mAP (
     from matplotlib.figure import Figure
 
     m = np.asarray(matrix, dtype=float)
-    names = [str(float(w)) for w in widths]
-    if m.shape != (len(names), len(names)):
-        raise ValueError(f"matrix shape {m.shape} does not match {len(names)} widths")
+    names = [w if isinstance(w, str) else str(float(w)) for w in widths]  # row labels (query side)
+    cols = names if columns is None else [c if isinstance(c, str) else str(float(c)) for c in columns]
+    if m.shape != (len(names), len(cols)):
+        raise ValueError(f"matrix shape {m.shape} does not match {len(names)} x {len(cols)} labels")
 
-    size = 1.6 + 0.9 * len(names)
-    fig = Figure(figsize=(size + 1.2, size))
+    longest = max(len(n) for n in names + cols)
+    fig = Figure(figsize=(2.8 + 0.9 * len(cols) + 0.06 * longest, 1.6 + 0.6 * len(names) + 0.06 * longest))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     im = ax.imshow(m, cmap="viridis", origin="upper")
     fig.colorbar(im, ax=ax, label=metric_label)
-    ax.set_xticks(range(len(names)), labels=names)
+    ax.set_xticks(range(len(cols)), labels=cols, rotation=45 if longest > 6 else 0, ha="right" if longest > 6 else "center")
     ax.set_yticks(range(len(names)), labels=names)
-    ax.set_xlabel("gallery width")
-    ax.set_ylabel("query width")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     finite = m[np.isfinite(m)]
     mid = (finite.min() + finite.max()) / 2 if finite.size else 0.0
@@ -40,7 +42,8 @@ def save_heatmap(matrix, widths, path, *, title: str, metric_label: str = "mAP (
             # Dark text on the bright end of viridis, light text on the dark end.
             color = "black" if m[i, j] > mid else "white"
             text = f"{m[i, j]:.2f}"
-            ax.text(j, i, f"[{text}]" if i == j else text, ha="center", va="center", color=color, fontsize=9)
+            diagonal = i == j and columns is None
+            ax.text(j, i, f"[{text}]" if diagonal else text, ha="center", va="center", color=color, fontsize=9)
     fig.tight_layout()
 
     path = os.fspath(path)

@@ -1,0 +1,267 @@
+"""The verification harness: every artifact of a bundle, on every runtime that can run it, against the torch
+sub-model of its width and against the server model (torch-free; DESIGN §6).
+
+Per (artifact, runtime) row: sha256 checked before loading; probe inputs streamed in batches (memory stays
+flat as the probe grows); fidelity (per-row cosine min/mean, max abs error, top-k agreement); self-test and
+cross-test mAP / Rank-1 on the probe split; ΔmAP against the torch sub-model; thresholds by precision.
+Anything wrong (tampered file, NaN inputs, wrong output size, missing runtime) is a failed row or a bundle
+error, never a crash and never a pass.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from swedge.errors import MissingDependencyError, SwedgeError
+from swedge.metrics.fidelity import fidelity
+from swedge.metrics.retrieval import evaluate
+from swedge.runtimes.manifest import Bundle, BundleError, read_manifest
+from swedge.runtimes.thresholds import Thresholds
+
+PASS, FAIL, SKIP = "pass", "fail", "skipped"
+
+
+@dataclass
+class Row:
+    id: str
+    format: str
+    width: float
+    precision: str
+    runtime: str
+    status: str = FAIL
+    reason: str = ""
+    runtime_label: str = ""
+    cosine_min: float | None = None
+    cosine_mean: float | None = None
+    max_abs: float | None = None
+    topk_agreement: float | None = None
+    map_self: float | None = None
+    rank1_self: float | None = None
+    map_cross: float | None = None
+    rank1_cross: float | None = None
+    delta_map: float | None = None       # cross-test mAP minus the torch sub-model's (points)
+    delta_map_self: float | None = None
+    map_baseline: float | None = None    # --baseline: artifact queries vs the old server gallery
+    inference_s: float = 0.0             # time inside the runtime
+    harness_s: float = 0.0               # wall time of the whole row (load excluded)
+    features: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.format}/{self.runtime} w{self.width:g} {self.precision}"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("features")
+        return d
+
+
+@dataclass
+class VerifyReport:
+    bundle: str
+    rows: list[Row] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)       # bundle-level failures
+    reference: dict = field(default_factory=dict)         # width -> torch sub-model's self/cross mAP
+    matrix: dict = field(default_factory=dict)            # {"labels", "columns", "map"}: query row x gallery col
+    thresholds: dict = field(default_factory=dict)
+    baseline: dict | None = None
+
+    @property
+    def passed(self) -> bool:
+        ran = [r for r in self.rows if r.status != SKIP]
+        return not self.errors and bool(ran) and all(r.status == PASS for r in ran)
+
+    def to_dict(self) -> dict:
+        return {"bundle": self.bundle, "passed": self.passed, "errors": self.errors,
+                "thresholds": self.thresholds, "reference": self.reference, "baseline": self.baseline,
+                "artifacts": [r.to_dict() for r in self.rows], "matrix": self.matrix}
+
+
+@dataclass
+class Probe:
+    inputs: np.ndarray  # memory-mapped (N, 3, H, W)
+    pids: np.ndarray
+    camids: np.ndarray
+    is_query: np.ndarray
+    sha256: str
+
+    def split(self, feats: np.ndarray):
+        q, g = self.is_query, ~self.is_query
+        return feats[q], feats[g]
+
+    def retrieval(self, queries: np.ndarray, gallery: np.ndarray):
+        q, g = self.is_query, ~self.is_query
+        return evaluate(queries, gallery, self.pids[q], self.pids[g], self.camids[q], self.camids[g])
+
+
+def load_probe(bundle: Bundle, batch: int) -> Probe:
+    p = bundle.manifest["probe"]
+    inputs_path = bundle.check_file(p["inputs"], p["inputs_sha256"])
+    labels_path = bundle.check_file(p["labels"], p["labels_sha256"])
+    try:
+        inputs = np.load(inputs_path, mmap_mode="r", allow_pickle=False)
+        with np.load(labels_path, allow_pickle=False) as z:
+            pids, camids, is_query = z["pids"], z["camids"], z["is_query"].astype(bool)
+    except (ValueError, KeyError, OSError) as exc:
+        raise BundleError(f"probe set cannot be read ({exc}); re-export the bundle") from None
+    expected = tuple(bundle.manifest["input"]["shape"][1:])
+    if inputs.ndim != 4 or tuple(inputs.shape[1:]) != expected or len(pids) != len(inputs):
+        raise BundleError(f"probe inputs have shape {inputs.shape}, the manifest's input is (N, {expected}) with "
+                          f"{len(pids)} labels")
+    for i in range(0, len(inputs), batch):  # streamed: never the whole probe in memory at once
+        if not np.isfinite(inputs[i:i + batch]).all():
+            raise BundleError(f"probe inputs contain NaN/Inf (rows {i}..{i + batch - 1}): the probe set is corrupt; "
+                              "re-export the bundle")
+    return Probe(inputs, pids, camids, is_query, p["inputs_sha256"])
+
+
+def load_references(bundle: Bundle) -> dict[float, np.ndarray]:
+    refs = {}
+    for w, r in bundle.manifest["references"].items():
+        refs[float(w)] = np.load(bundle.check_file(r["path"], r["sha256"]), allow_pickle=False)
+    if bundle.server_width not in refs:
+        raise BundleError(f"the bundle has no reference features of the server width {bundle.server_width:g}")
+    return refs
+
+
+def _embed(runner, probe: Probe, batch: int) -> tuple[np.ndarray, float]:
+    chunks, spent = [], 0.0
+    for i in range(0, len(probe.inputs), batch):
+        chunks.append(runner.embed(np.asarray(probe.inputs[i:i + batch])))
+        spent += runner.last_inference_s
+    return np.concatenate(chunks), spent
+
+
+def _score(row: Row, feats: np.ndarray, probe: Probe, refs, server_w: float, ref_scores: dict, dim: int,
+           thresholds: Thresholds, baseline_gallery) -> None:
+    if feats.shape != (len(probe.inputs), dim):
+        row.reason = f"output shape {feats.shape[1:]} differs from the server's embedding dim ({dim},)"
+        return
+    if not np.isfinite(feats).all():
+        row.reason = f"{int((~np.isfinite(feats)).any(1).sum())} output rows contain NaN/Inf"
+        return
+    fid = fidelity(feats, refs[row.width], is_query=probe.is_query)
+    row.cosine_min, row.cosine_mean, row.max_abs, row.topk_agreement = (fid.cosine_min, fid.cosine_mean,
+                                                                        fid.max_abs, fid.topk_agreement)
+    q, g = probe.split(feats)
+    own = probe.retrieval(q, g)
+    cross = probe.retrieval(q, probe.split(refs[server_w])[1])
+    row.map_self, row.rank1_self = 100 * own.map, 100 * own.rank1
+    row.map_cross, row.rank1_cross = 100 * cross.map, 100 * cross.rank1
+    ref = ref_scores[row.width]
+    row.delta_map_self = row.map_self - ref["map_self"]
+    row.delta_map = row.map_cross - ref["map_cross"]
+    failures = thresholds.check(row.precision, row.cosine_min, row.cosine_mean, row.delta_map_self, row.delta_map)
+    if baseline_gallery is not None:
+        gallery, old_cross = baseline_gallery
+        row.map_baseline = 100 * probe.retrieval(q, gallery).map
+        limit = old_cross[row.width] - thresholds.baseline_max_map_drop if row.width in old_cross else None
+        if limit is not None and row.map_baseline < limit:
+            failures.append(f"vs old gallery mAP {row.map_baseline:.2f} < old model's {old_cross[row.width]:.2f} "
+                            f"- {thresholds.baseline_max_map_drop}")
+    row.features = feats
+    row.status, row.reason = (FAIL, "; ".join(failures)) if failures else (PASS, "")
+
+
+def _baseline(path, probe: Probe, batch: int):
+    """(old server gallery features, {width: old torch cross-test mAP}) from an older bundle."""
+    old = read_manifest(path)
+    if old.manifest["probe"]["inputs_sha256"] != probe.sha256:
+        raise BundleError(f"baseline {path} was exported with a different probe set: export both with the same "
+                          "--probe so the new queries can be searched in the old gallery")
+    refs = load_references(old)
+    server = refs[old.server_width]
+    cross = {w: 100 * probe.retrieval(probe.split(f)[0], probe.split(server)[1]).map for w, f in refs.items()}
+    return probe.split(server)[1], cross, {"bundle": str(path), "checkpoint_sha256": old.manifest["checkpoint"]["sha256"],
+                                           "server_self_map": cross[old.server_width]}
+
+
+def _rows_for(bundle: Bundle, runtimes: list[str] | None, formats: list[str] | None):
+    from swedge.runtimes import runtimes_for
+
+    for a in bundle.artifacts:
+        if formats and a["format"] not in formats:
+            continue
+        names = runtimes_for(a) if a.get("status") == "ok" else [(a.get("runtimes") or ["-"])[0]]
+        if runtimes:
+            names = [n for n in names if n in runtimes]
+        for name in names:
+            yield a, name
+
+
+def verify_bundle(root, *, runtimes: list[str] | None = None, formats: list[str] | None = None,
+                  thresholds: Thresholds | None = None, baseline=None, batch: int = 64, threads: int | None = None,
+                  progress: bool = True) -> VerifyReport:
+    from tqdm import tqdm
+
+    from swedge.runtimes import RuntimeUnavailable, runner_class
+
+    thresholds = thresholds or Thresholds()
+    report = VerifyReport(bundle=str(root), thresholds=thresholds.to_dict())
+    try:
+        bundle = read_manifest(root)
+        probe = load_probe(bundle, batch)
+        refs = load_references(bundle)
+        old = _baseline(baseline, probe, batch) if baseline else None
+    except SwedgeError as exc:
+        report.errors.append(str(exc))
+        return report
+    server_w, dim = bundle.server_width, int(bundle.manifest["output"]["dim"])
+    for w, f in refs.items():
+        q, g = probe.split(f)
+        report.reference[f"{w:g}"] = {"map_self": 100 * probe.retrieval(q, g).map,
+                                      "map_cross": 100 * probe.retrieval(q, probe.split(refs[server_w])[1]).map}
+    ref_scores = {float(w): v for w, v in report.reference.items()}
+    if old is not None:
+        report.baseline = old[2]
+    baseline_gallery = (old[0], old[1]) if old else None
+
+    pairs = list(_rows_for(bundle, runtimes, formats))
+    if runtimes and not pairs:
+        report.errors.append(f"no artifact in {root} runs on {', '.join(runtimes)}")
+    for a, name in tqdm(pairs, desc="verify", unit="artifact", disable=not progress):
+        row = Row(id=a["id"], format=a["format"], width=float(a["width"]), precision=a["precision"], runtime=name)
+        report.rows.append(row)
+        if a.get("status") != "ok":
+            row.status, row.reason = SKIP, f"not exported: {a.get('reason', a.get('status'))}"
+            continue
+        try:
+            path = bundle.check_file(a["path"], a["sha256"])
+            runner = runner_class(name)(path, a, threads=threads).load()
+            row.runtime_label = runner.label or name
+            t0 = time.perf_counter()
+            feats, row.inference_s = _embed(runner, probe, batch)
+            row.harness_s = time.perf_counter() - t0
+            runner.close()
+        except RuntimeUnavailable as exc:
+            row.status, row.reason = SKIP, str(exc)
+            continue
+        except MissingDependencyError as exc:
+            row.reason = f"missing runtime: {exc}"
+            continue
+        except SwedgeError as exc:
+            row.reason = str(exc)
+            continue
+        except Exception as exc:  # a runtime crashing on this artifact is a failure of the artifact
+            row.reason = f"{name} failed: {type(exc).__name__}: {exc}"
+            continue
+        _score(row, feats, probe, refs, server_w, ref_scores, dim, thresholds, baseline_gallery)
+    report.matrix = compatibility_matrix(report.rows, refs, probe)
+    return report
+
+
+def compatibility_matrix(rows: list[Row], refs: dict, probe: Probe) -> dict:
+    """mAP with queries from each row (and each torch sub-model) against galleries of the torch sub-models
+    and of every artifact of the server width: (width × runtime × precision) queries × galleries."""
+    queries = [(f"torch w{w:g}", f) for w, f in sorted(refs.items())]
+    queries += [(r.label, r.features) for r in rows if r.features is not None]
+    server_w = max(refs)
+    galleries = [(f"torch w{w:g}", f) for w, f in sorted(refs.items())]
+    galleries += [(r.label, r.features) for r in rows if r.features is not None and r.width == server_w]
+    values = [[100 * probe.retrieval(probe.split(qf)[0], probe.split(gf)[1]).map for _, gf in galleries]
+              for _, qf in queries]
+    return {"labels": [q for q, _ in queries], "columns": [g for g, _ in galleries], "map": values}

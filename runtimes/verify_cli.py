@@ -1,0 +1,68 @@
+"""Arguments and entry point shared by `swedge verify` and the torch-free `python -m swedge.runtimes verify`."""
+
+from __future__ import annotations
+
+import argparse
+
+EXAMPLES = """\
+examples:
+  swedge verify bundles/demo
+  swedge verify bundles/demo --json verify.json --junit verify.xml --report reports/demo
+  swedge verify bundles/new --baseline bundles/old        # new queries against the old server gallery
+  python -m swedge.runtimes verify bundle --runtime litert  # on a device: numpy + one runtime, no torch
+
+Each artifact's sha256 is checked before it runs. Per artifact and runtime: per-row cosine against the torch
+sub-model of its width, top-k neighbour agreement, self-test and cross-test mAP on the bundle's probe set
+(cross = artifact queries searched in the server model's gallery: the device/cloud deployment), and ΔmAP.
+Thresholds (override with --thresholds FILE.json): fp32 cosine >= 0.9999, fp16 >= 0.999, int8 mean cosine
+>= 0.99, mAP drop <= 1 point. Exit code 0 only when every artifact that ran passed; runtimes that cannot run on
+this machine at all (TensorRT without an NVIDIA GPU, Core ML predict off macOS) are listed as skipped.
+"""
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bundle", help="bundle folder written by `swedge export`")
+    p.add_argument("--runtime", type=_csv, default=None,
+                   help="only these runtimes, comma-separated (onnxruntime, openvino, litert, coreml, coreml-mil, tensorrt)")
+    p.add_argument("--formats", type=_csv, default=None, help="only these formats, comma-separated")
+    p.add_argument("--baseline", default=None, help="an older bundle (same --probe): check new queries against its gallery")
+    p.add_argument("--thresholds", default=None, help="JSON file overriding thresholds (see swedge.runtimes.thresholds)")
+    p.add_argument("--json", default=None, help="write the full result as JSON here")
+    p.add_argument("--junit", default=None, help="write JUnit XML here (one test case per artifact and runtime)")
+    p.add_argument("--report", default=None, help="folder for report.md, report.html and the heat-map")
+    p.add_argument("--batch", type=int, default=64, help="probe rows per inference call (default %(default)s)")
+    p.add_argument("--threads", type=int, default=None, help="threads per runtime (default: the runtime's own)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    from swedge.errors import SwedgeError
+    from swedge.runtimes.report import format_text, write_json, write_junit, write_markdown
+    from swedge.runtimes.thresholds import Thresholds
+    from swedge.runtimes.verify import verify_bundle
+
+    if args.runtime:
+        from swedge.runtimes import RUNNER_MODULES
+
+        unknown = [r for r in args.runtime if r not in RUNNER_MODULES]
+        if unknown:
+            import difflib
+
+            hints = [f"'{u}'" + (f" (did you mean '{c[0]}'?)" if (c := difflib.get_close_matches(u, RUNNER_MODULES, 1))
+                                 else "") for u in unknown]
+            raise SwedgeError(f"unknown runtime {', '.join(hints)}; choose from {', '.join(RUNNER_MODULES)}")
+    report = verify_bundle(args.bundle, runtimes=args.runtime, formats=args.formats,
+                           thresholds=Thresholds.load(args.thresholds), baseline=args.baseline, batch=args.batch,
+                           threads=args.threads, progress=not args.quiet)
+    print(format_text(report))
+    if args.json:
+        write_json(report, args.json)
+    if args.junit:
+        write_junit(report, args.junit)
+    if args.report:
+        print(f"report: {write_markdown(report, args.report)} (+ report.html)")
+    return 0 if report.passed else 1

@@ -1,0 +1,97 @@
+"""`swedge export`: one checkpoint -> per-width artifacts for every format and precision, in one bundle."""
+
+from __future__ import annotations
+
+import argparse
+
+from swedge.cli.common import parse_widths
+
+FORMATS = ("onnx", "openvino", "tflite", "coreml", "tensorrt")
+
+EXAMPLES = """\
+examples:
+  swedge export runs/demo/model.safetensors --calib data/synth --out bundles/demo
+  swedge export runs/demo/model.safetensors --formats onnx,tflite --widths 0.25,1.0 \\
+      --precisions fp32,int8 --calib data/synth --out bundles/phone
+  swedge export CKPT --formats onnx --precisions fp32 --probe data/synth --out bundles/onnx --force
+
+The bundle holds manifest.json (every artifact's format, width, precision, sha256, size, tools,
+calibration set hash and algorithm), the artifacts, a probe set (preprocessed query + gallery images of
+--probe, default the test split of --calib) and the torch sub-model's reference features for every width.
+Check it with `swedge verify BUNDLE`. Combinations this machine cannot produce are listed as skipped, with the
+reason (e.g. the TensorRT engine needs TensorRT and an NVIDIA GPU; its TRT-ready ONNX is still exported).
+
+precisions: fp32; fp16 (weights, and compute where the runtime does it); int8 = post-training static
+quantization calibrated on --calib (Core ML: int8 weights only, activations stay float).
+"""
+
+
+def parse_list(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("give at least one name, comma-separated")
+    return items
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export", help="export a checkpoint to per-width ONNX / OpenVINO / TFLite / Core ML / "
+                       "TensorRT artifacts (one bundle)", epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Slice a switchable checkpoint into standalone width-specific models and export "
+                       "each to the requested formats and precisions, with calibration and a probe set.")
+    p.add_argument("checkpoint", help="a .safetensors checkpoint written by `swedge train`")
+    p.add_argument("--out", required=True, help="bundle folder to create (refused if it exists, unless --force)")
+    p.add_argument("--formats", type=parse_list, default=list(FORMATS),
+                   help=f"comma-separated, from {','.join(FORMATS)} (default: all)")
+    p.add_argument("--widths", type=parse_widths, default=None, help="subset of the checkpoint's widths (default all)")
+    p.add_argument("--precisions", type=parse_list, default=None,
+                   help="comma-separated from fp32,fp16,int8 (default fp32,fp16, plus int8 when --calib is given)")
+    p.add_argument("--calib", default=None, help="calibration images: Market-1501 folder (its train split), "
+                   "any image folder, or a preprocessed (N,3,H,W) .npy")
+    p.add_argument("--calib-size", type=int, default=128, help="images in the calibration set (default %(default)s)")
+    p.add_argument("--probe", default=None, help="Market-1501 folder whose test split becomes the probe set "
+                   "(default: --calib)")
+    p.add_argument("--probe-size", type=int, default=600, help="max probe images, whole identities kept "
+                   "(default %(default)s)")
+    p.add_argument("--max-batch", type=int, default=64, help="largest batch of the dynamic batch dimension")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
+    p.add_argument("--json", default=None, help="also write the export summary as JSON here")
+    p.set_defaults(func=run)
+
+
+def summary_rows(manifest: dict) -> list[list]:
+    rows = []
+    for a in manifest["artifacts"]:
+        parity = a.get("parity") or {}
+        cos = f"{parity['cosine_min']:.6f} ({parity['runtime']})" if parity.get("cosine_min") is not None else "-"
+        size = f"{a['bytes'] / 1e6:.2f}" if "bytes" in a else "-"
+        secs = f"{a['export_seconds']:.1f}" if "export_seconds" in a else "-"
+        status = a["status"] if a["status"] == "ok" else f"{a['status']}: {a.get('reason', '')}"
+        if a["status"] == "ok" and a.get("engine", {}).get("status") == "skipped":
+            status = f"ok (engine skipped: {a['engine'].get('reason', '')})"
+        rows.append([a["format"], f"{a['width']:g}", a["precision"], size, secs, cos, status])
+    return rows
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from swedge.exporters.bundle import ExportPlan, export_bundle
+    from swedge.io import atomic_write_json
+    from swedge.report.table import text_table
+
+    precisions = args.precisions or (["fp32", "fp16", "int8"] if args.calib else ["fp32", "fp16"])
+    plan = ExportPlan(checkpoint=Path(args.checkpoint), out=Path(args.out), formats=args.formats,
+                      widths=list(args.widths) if args.widths else None, precisions=precisions,
+                      calib=Path(args.calib) if args.calib else None, calib_size=args.calib_size,
+                      probe=Path(args.probe) if args.probe else None, probe_size=args.probe_size,
+                      max_batch=args.max_batch, force=args.force)
+    manifest = export_bundle(plan)
+    headers = ["format", "width", "precision", "MB", "seconds", "parity cos min", "status"]
+    print(text_table(headers, summary_rows(manifest), right={1, 3, 4}))
+    counts = {s: sum(a["status"] == s for a in manifest["artifacts"]) for s in ("ok", "skipped", "failed")}
+    print(f"\nbundle: {args.out}  ({counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed)"
+          f"  next: swedge verify {args.out}")
+    if args.json:
+        atomic_write_json(args.json, {"bundle": str(args.out), "artifacts": manifest["artifacts"]})
+    return 1 if counts["failed"] else 0
