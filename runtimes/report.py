@@ -13,7 +13,7 @@ from xml.etree import ElementTree as ET
 
 from swedge.io import atomic_write_bytes, atomic_write_json
 from swedge.report.table import markdown_table, text_table
-from swedge.runtimes.verify import PASS, VerifyReport
+from swedge.runtimes.verify import VerifyReport
 
 HEADERS = ["format", "runtime", "width", "precision", "cos min", "cos mean", "top-k", "mAP self", "mAP cross",
            "ΔmAP", "status"]

@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "compare": "swedge.cli.compare",
     "export": "swedge.cli.export",
     "verify": "swedge.cli.verify",
+    "bench": "swedge.cli.bench",
 }
 
 EPILOG = """\

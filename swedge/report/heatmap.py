@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+from swedge.report.png import save_png
 
 
 def save_heatmap(matrix, widths, path, *, title: str, metric_label: str = "mAP (%)",
@@ -46,17 +45,4 @@ def save_heatmap(matrix, widths, path, *, title: str, metric_label: str = "mAP (
             ax.text(j, i, f"[{text}]" if diagonal else text, ha="center", va="center", color=color, fontsize=9)
     fig.tight_layout()
 
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".heatmap-", suffix=".png", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=120)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be read
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return save_png(fig, path, dpi=120)

@@ -3,12 +3,10 @@ conflicting gradient pairs over the steps, one panel each (the last two only whe
 
 from __future__ import annotations
 
-import io
 import json
-import os
 from pathlib import Path
 
-from swedge.io import atomic_write_bytes
+from swedge.report.png import save_png
 
 
 def _series(records: list[dict], prefix: str) -> dict[float, tuple[list, list]]:
@@ -57,8 +55,4 @@ def save_train_plot(log_path, png_path, *, title: str = "training") -> Path | No
     axes[0].set_title(title)
     axes[-1].set_xlabel("step")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    path = atomic_write_bytes(png_path, buffer.getvalue())
-    os.chmod(path, 0o644)  # the temporary file was private; a report is meant to be read
-    return path
+    return Path(save_png(fig, png_path))

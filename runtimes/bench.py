@@ -1,0 +1,132 @@
+"""`swedge bench`: latency p50 / p90 per artifact and runtime at batch 1 and 32, torch eager as the baseline.
+
+Timing is the runtime's own inference call (``Runner.last_inference_s``), after warm-up, with a fixed thread
+count for every runtime (default 1: on a small shared machine more threads make torch eager erratic, see
+notes/backends.md §13). Ratios are taken within one run; absolute numbers move with machine load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from swedge.errors import SwedgeError
+from swedge.runtimes.manifest import file_sha256, read_manifest
+
+
+@dataclass
+class Timing:
+    format: str
+    runtime: str
+    width: float
+    precision: str
+    batch: int
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    status: str = "ok"
+    reason: str = ""
+    speedup_vs_torch: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _inputs(inputs: np.ndarray, batch: int) -> np.ndarray:
+    reps = -(-batch // len(inputs))
+    return np.ascontiguousarray(np.concatenate([np.asarray(inputs[:batch])] * reps)[:batch], dtype=np.float32)
+
+
+def time_runner(runner, x: np.ndarray, *, warmup: int, iters: int) -> tuple[float, float]:
+    for _ in range(warmup):
+        runner.embed(x)
+    times = []
+    for _ in range(iters):
+        runner.embed(x)
+        times.append(runner.last_inference_s * 1e3)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 90))
+
+
+def _torch_checkpoint(manifest: dict, override) -> tuple[Path | None, str]:
+    path = Path(override or manifest["checkpoint"]["path"])
+    if not path.is_file():
+        return None, f"checkpoint {path} not found (pass --checkpoint)"
+    if file_sha256(path) != manifest["checkpoint"]["sha256"]:
+        return None, f"checkpoint {path} is not the one this bundle was exported from (sha256 differs)"
+    return path, ""
+
+
+def bench_bundle(root, *, batches=(1, 32), warmup: int = 5, iters: int = 30, threads: int | None = 1,
+                 runtimes: list[str] | None = None, formats: list[str] | None = None, torch_baseline: bool = True,
+                 checkpoint=None, progress: bool = True) -> list[Timing]:
+    from tqdm import tqdm
+
+    from swedge.runtimes import RuntimeUnavailable, runner_class, runtimes_for
+
+    bundle = read_manifest(root)
+    probe = bundle.manifest["probe"]
+    inputs = np.load(bundle.check_file(probe["inputs"], probe["inputs_sha256"]), mmap_mode="r", allow_pickle=False)
+    jobs = []
+    if torch_baseline:
+        ckpt, why = _torch_checkpoint(bundle.manifest, checkpoint)
+        for w in bundle.widths:
+            jobs.append(({"format": "torch", "width": w, "precision": "fp32"}, "torch", ckpt, why))
+    for a in bundle.artifacts:
+        if a.get("status") != "ok" or (formats and a["format"] not in formats):
+            continue
+        for name in runtimes_for(a):
+            if runtimes and name not in runtimes:
+                continue
+            jobs.append((a, name, None, ""))
+    out: list[Timing] = []
+    for a, name, path, why in tqdm(jobs, desc="bench", unit="model", disable=not progress):
+        rows = [Timing(a["format"], name, float(a["width"]), a["precision"], b) for b in batches]
+        out += rows
+        try:
+            if why:
+                raise RuntimeUnavailable(why)
+            if path is None:
+                path = bundle.check_file(a["path"], a["sha256"])
+            runner = runner_class(name)(path, a, threads=threads).load()
+            for t in rows:
+                t.p50_ms, t.p90_ms = time_runner(runner, _inputs(inputs, t.batch), warmup=warmup, iters=iters)
+            runner.close()
+        except (RuntimeUnavailable, SwedgeError) as exc:
+            for t in rows:
+                t.status, t.reason = "skipped", str(exc)
+    base = {(t.width, t.batch): t.p50_ms for t in out if t.runtime == "torch" and t.p50_ms}
+    for t in out:
+        if t.p50_ms and (t.width, t.batch) in base:
+            t.speedup_vs_torch = base[(t.width, t.batch)] / t.p50_ms
+    return out
+
+
+def save_plot(timings: list[Timing], path, *, batch: int = 1) -> str | None:
+    """Latency p50 against width, one line per (format, runtime, precision); None without matplotlib."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    series: dict[str, list[tuple[float, float]]] = {}
+    for t in timings:
+        if t.batch == batch and t.p50_ms:
+            series.setdefault(f"{t.format}/{t.runtime} {t.precision}", []).append((t.width, t.p50_ms))
+    fig = Figure(figsize=(8, 5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for name, pts in sorted(series.items()):
+        pts.sort()
+        style = dict(color="black", linewidth=2.5) if name.startswith("torch") else {}
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name, **style)
+    ax.set_yscale("log")
+    ax.set_xlabel("width")
+    ax.set_ylabel(f"latency p50 (ms), batch {batch}")
+    ax.set_title(f"swedge bench: batch {batch}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    from swedge.report.png import save_png
+
+    return save_png(fig, path)

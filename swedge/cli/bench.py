@@ -1,0 +1,69 @@
+"""`swedge bench`: latency of every artifact on its runtimes at batch 1 and 32, against torch eager."""
+
+from __future__ import annotations
+
+import argparse
+
+EXAMPLES = """\
+examples:
+  swedge bench bundles/demo
+  swedge bench bundles/demo --runtime onnxruntime,openvino --batches 1 --iters 100 --json bench.json
+
+Reports p50 / p90 of the runtime's own inference call after warm-up, and the speed-up over the torch eager
+sub-model of the same width (the checkpoint recorded in the manifest, checked by sha256). Every runtime gets
+the same --threads (default 1): on a small shared machine more threads make eager torch erratic. Absolute
+numbers move with machine load; compare within one run.
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="latency p50/p90 per artifact and runtime (batch 1 and 32) vs torch eager",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Benchmark every artifact of a bundle on every runtime that runs here.")
+    p.add_argument("bundle", help="bundle folder written by `swedge export`")
+    p.add_argument("--batches", default="1,32", help="batch sizes, comma-separated (default %(default)s)")
+    p.add_argument("--iters", type=int, default=30, help="timed calls per batch size (default %(default)s)")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--threads", type=int, default=1, help="threads for every runtime (default %(default)s)")
+    p.add_argument("--runtime", default=None, help="only these runtimes, comma-separated")
+    p.add_argument("--formats", default=None, help="only these formats, comma-separated")
+    p.add_argument("--checkpoint", default=None, help="the checkpoint for the torch baseline (default: manifest's)")
+    p.add_argument("--no-torch", action="store_true", help="skip the torch eager baseline")
+    p.add_argument("--json", default=None, help="write the timings as JSON here")
+    p.add_argument("--png", default=None, help="latency plot (default: beside --json)")
+    p.set_defaults(func=run)
+
+
+def format_timings(timings) -> str:
+    from swedge.report.table import text_table
+
+    rows = [[t.format, t.runtime, f"{t.width:g}", t.precision, t.batch,
+             "-" if t.p50_ms is None else f"{t.p50_ms:.2f}", "-" if t.p90_ms is None else f"{t.p90_ms:.2f}",
+             "-" if t.speedup_vs_torch is None else f"{t.speedup_vs_torch:.2f}x",
+             t.status if not t.reason else f"{t.status}: {t.reason}"] for t in timings]
+    return text_table(["format", "runtime", "width", "precision", "batch", "p50 ms", "p90 ms", "vs torch", "status"],
+                      rows, right={2, 4, 5, 6, 7})
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from swedge.io import atomic_write_json
+    from swedge.runtimes.bench import bench_bundle, save_plot
+
+    split = (lambda s: [t.strip() for t in s.split(",") if t.strip()] if s else None)
+    try:
+        batches = [int(b) for b in split(args.batches)]
+    except ValueError:
+        raise SystemExit(f"swedge bench: error: --batches must be integers like 1,32, got '{args.batches}'")
+    timings = bench_bundle(args.bundle, batches=batches, warmup=args.warmup, iters=args.iters, threads=args.threads,
+                           runtimes=split(args.runtime), formats=split(args.formats), torch_baseline=not args.no_torch,
+                           checkpoint=args.checkpoint)
+    print(format_timings(timings))
+    if args.json:
+        atomic_write_json(args.json, {"bundle": str(args.bundle), "threads": args.threads,
+                                      "timings": [t.to_dict() for t in timings]})
+    png = args.png or (str(Path(args.json).with_suffix(".png")) if args.json else None)
+    if png:
+        print(f"plot: {save_plot(timings, png, batch=min(batches)) or 'left out (matplotlib missing)'}")
+    return 0
