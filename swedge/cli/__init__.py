@@ -15,6 +15,7 @@ from swedge.errors import SwedgeError
 
 # name -> module under swedge.cli; the order is the order shown by --help.
 SUBCOMMANDS = {
+    "demo": "swedge.cli.demo",
     "data": "swedge.cli.data",
     "train": "swedge.cli.train",
     "eval": "swedge.cli.eval",
@@ -26,9 +27,13 @@ SUBCOMMANDS = {
 
 EPILOG = """\
 typical use:
+  swedge demo                                 # the whole product on the embedded data (~15 min on 2 cores)
   swedge data synth --out data/synth          # embedded procedurally generated re-ID set (Market-1501 layout)
   swedge train --data data/synth --out runs/a # switchable model, all widths in one checkpoint
   swedge eval runs/a/model.safetensors --data data/synth --json runs/a/eval.json
+  swedge export runs/a/model.safetensors --calib data/synth --out bundles/a   # ONNX/OpenVINO/TFLite/Core ML/TensorRT
+  swedge verify bundles/a --report reports/a  # fidelity + compatibility of every artifact; exit 0 = pass
+  swedge bench bundles/a --json bench.json    # latency p50/p90 vs torch eager
 
 `swedge COMMAND --help` explains each command. Add --debug to see tracebacks.
 """
@@ -38,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="swedge",
         description="Train one width-switchable retrieval checkpoint whose sub-models emit compatible features, "
-        "and evaluate it with the cross-model retrieval matrix.",
+        "export each width to edge formats, and verify every artifact stays compatible with the server model.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

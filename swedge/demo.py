@@ -1,0 +1,153 @@
+"""`swedge demo`: the whole product on the embedded data, in one command.
+
+embedded data -> short switchable training -> cross-width evaluation -> export every format this machine can
+produce -> verify -> bench -> summary. Each stage writes under OUT (train/, eval.json, bundle/, verify/,
+bench.json, summary.md) and prints what it found; the outer bar shows the stage.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STAGES = ("data", "train", "eval", "export", "verify", "bench")
+
+
+@dataclass
+class DemoConfig:
+    out: Path = Path("runs/demo")
+    data: Path = Path("data/synth")
+    checkpoint: Path | None = None      # reuse a trained checkpoint: skip training
+    epochs: int | None = None           # None: the trainer's default
+    method: str | None = None
+    formats: list[str] = field(default_factory=lambda: ["onnx", "openvino", "tflite", "coreml", "tensorrt"])
+    precisions: list[str] = field(default_factory=lambda: ["fp32", "fp16", "int8"])
+    bench_iters: int = 20
+    progress: bool = True
+
+
+def run_demo(cfg: DemoConfig, say=print) -> dict:
+    from tqdm import tqdm
+
+    from swedge.report.table import text_table
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    result: dict = {"out": str(out)}
+    stages = tqdm(STAGES, desc="demo", unit="stage", disable=not cfg.progress, position=0)
+    for stage in stages:
+        stages.set_postfix_str(stage)
+        t0 = time.perf_counter()
+        result[stage] = globals()[f"_stage_{stage}"](cfg, out, result, say)
+        seconds[stage] = round(time.perf_counter() - t0, 1)
+    result["seconds"] = seconds
+    say("\n" + text_table(["stage", "seconds"], [[s, f"{seconds[s]:.1f}"] for s in STAGES]
+                          + [["total", f"{sum(seconds.values()):.1f}"]], right={1}))
+    _write_summary(out, result, say)
+    return result
+
+
+def _stage_data(cfg, out, result, say):
+    from swedge.data.synth import generate
+
+    if (cfg.data / "bounding_box_train").is_dir():
+        return {"data": str(cfg.data), "generated": False}
+    summary = generate(cfg.data, progress=cfg.progress)
+    say(f"data: generated {cfg.data} ({summary.get('images', '?')} images)")
+    return {"data": str(cfg.data), "generated": True}
+
+
+def _stage_train(cfg, out, result, say):
+    if cfg.checkpoint:
+        return {"checkpoint": str(cfg.checkpoint), "trained": False}
+    from swedge.trainer import TrainConfig, train
+
+    kw = {}
+    if cfg.epochs:
+        kw["epochs"] = cfg.epochs
+    if cfg.method:
+        kw["method"] = cfg.method
+    path = train(TrainConfig(data=str(cfg.data), out=str(out / "train"), **kw), progress=cfg.progress,
+                 overwrite=True)
+    say(f"train: {path}")
+    return {"checkpoint": str(path), "trained": True}
+
+
+def _checkpoint(result) -> Path:
+    return Path(result["train"]["checkpoint"])
+
+
+def _stage_eval(cfg, out, result, say):
+    from swedge.checkpoint import load_checkpoint
+    from swedge.evaluate import evaluate_checkpoint
+    from swedge.io import atomic_write_json
+
+    matrix = evaluate_checkpoint(load_checkpoint(_checkpoint(result)), cfg.data, progress=cfg.progress)
+    say("\ncross-width mAP of the checkpoint (torch), rows = query width, columns = gallery width:")
+    say(matrix.format_table("map"))
+    atomic_write_json(out / "eval.json", matrix.to_dict())
+    criterion = matrix.compatible()
+    return {**matrix.to_dict(), "compatible": all(criterion.values())}
+
+
+def _stage_export(cfg, out, result, say):
+    from swedge.cli.export import summary_rows
+    from swedge.exporters.bundle import ExportPlan, export_bundle
+    from swedge.report.table import text_table
+
+    plan = ExportPlan(checkpoint=_checkpoint(result), out=out / "bundle", formats=cfg.formats,
+                      precisions=cfg.precisions, calib=cfg.data, force=True)
+    manifest = export_bundle(plan, progress=cfg.progress)
+    say("\n" + text_table(["format", "width", "precision", "MB", "seconds", "parity cos min", "status"],
+                          summary_rows(manifest), right={1, 3, 4}))
+    counts = {s: sum(a["status"] == s for a in manifest["artifacts"]) for s in ("ok", "skipped", "failed")}
+    return {"bundle": str(out / "bundle"), **counts}
+
+
+def _stage_verify(cfg, out, result, say):
+    from swedge.runtimes.report import format_text, write_json, write_junit, write_markdown
+    from swedge.runtimes.verify import verify_bundle
+
+    report = verify_bundle(out / "bundle", progress=cfg.progress)
+    folder = out / "verify"
+    say("\n" + format_text(report))
+    write_json(report, folder / "verify.json")
+    write_junit(report, folder / "verify.xml")
+    write_markdown(report, folder)
+    return {"passed": report.passed, "report": str(folder / "report.html"),
+            "counts": {s: sum(r.status == s for r in report.rows) for s in ("pass", "fail", "skipped")}}
+
+
+def _stage_bench(cfg, out, result, say):
+    from swedge.cli.bench import format_timings
+    from swedge.io import atomic_write_json
+    from swedge.runtimes.bench import bench_bundle, save_plot
+
+    timings = bench_bundle(out / "bundle", iters=cfg.bench_iters, progress=cfg.progress)
+    say("\n" + format_timings(timings))
+    atomic_write_json(out / "bench.json", {"threads": 1, "timings": [t.to_dict() for t in timings]})
+    save_plot(timings, out / "bench.png", batch=1)
+    return {"json": str(out / "bench.json"), "plot": str(out / "bench.png")}
+
+
+def _write_summary(out: Path, result: dict, say) -> None:
+    from swedge.io import atomic_write_bytes, atomic_write_json
+
+    v = result["verify"]
+    lines = [
+        "# swedge demo", "",
+        f"- checkpoint: `{result['train']['checkpoint']}`",
+        f"- compatibility criterion M[w][1.0] > M[w][w] (torch): {'holds' if result['eval']['compatible'] else 'FAILS'}",
+        f"- export: {result['export']['ok']} artifacts ok, {result['export']['skipped']} skipped, "
+        f"{result['export']['failed']} failed (`{result['export']['bundle']}`)",
+        f"- verify: {'PASSED' if v['passed'] else 'FAILED'} ({v['counts']['pass']} pass, {v['counts']['fail']} fail, "
+        f"{v['counts']['skipped']} skipped) — report `{v['report']}`",
+        f"- bench: `{result['bench']['json']}`, plot `{result['bench']['plot']}`",
+        f"- seconds per stage: {result['seconds']}",
+    ]
+    atomic_write_bytes(out / "summary.md", ("\n".join(lines) + "\n").encode())
+    atomic_write_json(out / "summary.json", result)
+    say("\n" + "\n".join(lines[2:]))
+    say(f"\nsummary: {out / 'summary.md'}")
