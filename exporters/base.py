@@ -86,4 +86,4 @@ def version_of(*dists: str) -> dict:
     return out
 
 
-EXPORTERS: Registry[Exporter] = Registry("export format")
+EXPORTERS: Registry[type[Exporter]] = Registry("export format")

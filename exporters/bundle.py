@@ -163,7 +163,7 @@ def export_bundle(plan: ExportPlan, *, progress: bool = True, on_artifact=None) 
         jobs = [(f, w, p) for f in plan.formats for w in widths for p in plan.precisions]
         bar = tqdm(jobs, desc="export", unit="artifact", disable=not progress)
         for fmt, w, p in bar:
-            exporter = EXPORTERS.get(fmt)
+            exporter = EXPORTERS.get(fmt)()
             bar.set_postfix_str(f"{fmt} w{w:g} {p}")
             folder = staging / fmt
             folder.mkdir(exist_ok=True)

@@ -14,9 +14,10 @@ def text_table(headers: list[str], rows, *, right: set[int] | None = None) -> st
     right = right or set()
 
     def line(cells):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        cells = (c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(cells).rstrip()
 
-    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in body]).rstrip()
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in body])
 
 
 def markdown_table(headers: list[str], rows) -> str:
