@@ -1,0 +1,59 @@
+"""NNCF post-training quantization of an OpenVINO model (int8 weights and activations, FakeQuantize ops).
+
+Quantizes the converted ``openvino.Model``, never the torch module: NNCF's torch path JIT-compiles a C++
+extension (slow, needs a compiler, and can leave a stale lock that hangs the next run).
+
+Defaults measured on the tiny ResNet-18 test checkpoint (16 calibration images, 35 held-out images, mean
+per-row cosine vs torch at w = 0.25 / 0.5 / 0.75 / 1.0):
+  performance + fast bias correction  0.99999 / 0.99978 / 0.99975 / 0.99934   (1.2-2.2 s)
+  performance + full bias correction  0.99999 / 0.99994 / 0.99979 / 0.99939   (1.7-3.5 s)
+  mixed + fast bias correction        0.99997 / 0.99967 / 0.99920 / 0.99858
+so "performance" (symmetric activations) is the default; full bias correction gains <= 0.0002 for ~1.5x time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+from swedge.calibration.base import register_quantizer
+from swedge.errors import SwedgeError, require
+
+PRESETS = ("performance", "mixed")
+
+
+@register_quantizer("nncf-ptq", backend="openvino",
+                    algorithm="NNCF post-training quantization (MinMax + FastBiasCorrection)")
+def quantize_openvino(ov_model, calibration, *, preset: str = "performance", fast_bias_correction: bool = True,
+                      subset_size: int | None = None):
+    """Return ``(quantized openvino.Model, facts)``; ``facts`` go into the manifest's quantization entry.
+
+    ``calibration`` is a :class:`swedge.calibration.CalibrationSet`; every image is fed as its own batch of 1.
+    ``subset_size`` (default: the whole set) is capped at the set's size.
+    """
+    if preset not in PRESETS:
+        raise SwedgeError(f"unknown NNCF preset '{preset}': choose from {', '.join(PRESETS)}")
+    if calibration is None or calibration.size == 0:
+        raise SwedgeError("NNCF int8 quantization needs calibration data: pass --calib DIR")
+    if subset_size is not None and subset_size < 1:
+        raise SwedgeError(f"subset_size must be at least 1, got {subset_size}")
+    nncf = require("nncf", "openvino")
+    used = min(subset_size or calibration.size, calibration.size)
+    with _quiet_progress():
+        quantized = nncf.quantize(
+            ov_model,
+            nncf.Dataset(list(calibration.batches(1))),
+            preset=getattr(nncf.QuantizationPreset, preset.upper()),
+            fast_bias_correction=fast_bias_correction,
+            subset_size=used,
+        )
+    facts = {"preset": preset, "bias_correction": "fast" if fast_bias_correction else "full", "subset_size": used}
+    return quantized, facts
+
+
+@contextlib.contextmanager
+def _quiet_progress():
+    """NNCF draws rich progress bars on stdout for every pass; swallow them. Its warnings and errors go through
+    the 'nncf' logger (a handler bound to the real stdout at import) and exceptions, so they still show."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
