@@ -19,9 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	@test -d $(DATA) || $(BIN)/swedge data synth --out $(DATA)
-	$(BIN)/swedge train --data $(DATA) --out $(RUN) --force
-	$(BIN)/swedge eval $(RUN)/model.safetensors --data $(DATA) --json $(RUN)/eval.json
+	$(BIN)/swedge demo --data $(DATA) --out $(RUN)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -78,7 +78,8 @@ def bench_bundle(root, *, batches=(1, 32), warmup: int = 5, iters: int = 30, thr
         for name in runtimes_for(a):
             if runtimes and name not in runtimes:
                 continue
-            jobs.append((a, name, None, ""))
+            why = "MIL reference interpreter (a numerics check, not a runtime to time)" if name == "coreml-mil" else ""
+            jobs.append((a, name, None, why))
     out: list[Timing] = []
     for a, name, path, why in tqdm(jobs, desc="bench", unit="model", disable=not progress):
         rows = [Timing(a["format"], name, float(a["width"]), a["precision"], b) for b in batches]

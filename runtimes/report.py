@@ -43,8 +43,14 @@ def summary_line(report: VerifyReport) -> str:
 
 
 def reference_lines(report: VerifyReport) -> list[str]:
-    return [f"torch w{w}: mAP self {v['map_self']:.2f}, cross (vs server gallery) {v['map_cross']:.2f}"
-            for w, v in report.reference.items()]
+    lines = [f"torch w{w}: mAP self {v['map_self']:.2f}, cross (vs server gallery) {v['map_cross']:.2f}"
+             for w, v in report.reference.items()]
+    inference = sum(r.inference_s for r in report.rows)
+    harness = sum(r.harness_s for r in report.rows)
+    if inference > 0:
+        lines.append(f"embedding time: {harness:.2f} s wall, {inference:.2f} s inside the runtimes "
+                     f"(harness overhead {100 * (harness / inference - 1):.1f} %)")
+    return lines
 
 
 def format_text(report: VerifyReport) -> str:
