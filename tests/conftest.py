@@ -50,3 +50,14 @@ def tiny_checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
     save_checkpoint(path, model, preprocess=Preprocess(size=(64, 32)).to_dict(), method={"name": "test-random"})
     return path
+
+
+@pytest.fixture(scope="session")
+def onnx_bundle(tiny_checkpoint, tiny_market, tmp_path_factory):
+    """A small exported bundle: ONNX fp32 at widths 0.5 and 1.0, probe = the tiny_market test split."""
+    from swedge.exporters.bundle import ExportPlan, export_bundle
+
+    out = tmp_path_factory.mktemp("bundle") / "bundle"
+    export_bundle(ExportPlan(checkpoint=tiny_checkpoint, out=out, formats=["onnx"], widths=[0.5, 1.0],
+                             precisions=["fp32"], probe=tiny_market), progress=False)
+    return out

@@ -9,17 +9,13 @@ import pytest
 
 from swedge.cli import main
 from swedge.errors import MissingDependencyError
-from swedge.exporters.bundle import ExportPlan, export_bundle
 from swedge.runtimes.manifest import file_sha256
 from swedge.runtimes.verify import verify_bundle
 
 
-@pytest.fixture(scope="module")
-def bundle(tiny_checkpoint, tiny_market, tmp_path_factory):
-    out = tmp_path_factory.mktemp("v") / "bundle"
-    export_bundle(ExportPlan(checkpoint=tiny_checkpoint, out=out, formats=["onnx"], widths=[0.5, 1.0],
-                             precisions=["fp32"], probe=tiny_market), progress=False)
-    return out
+@pytest.fixture
+def bundle(onnx_bundle):
+    return onnx_bundle
 
 
 @pytest.fixture
