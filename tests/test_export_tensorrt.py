@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import types
+from importlib.machinery import ModuleSpec
 from pathlib import Path
 
 import numpy as np
@@ -262,6 +263,7 @@ class FakeCuda(types.ModuleType):
 
     def __init__(self, gpus=1, status=0):
         super().__init__("polygraphy.cuda")
+        self.__spec__ = ModuleSpec("polygraphy.cuda", None)
         self.memory: dict[int, np.ndarray] = {}
         self.freed = 0
         fake = self
@@ -318,6 +320,7 @@ def fake_tensorrt(cuda: FakeCuda) -> types.ModuleType:
     from onnx import numpy_helper
 
     trt = types.ModuleType("tensorrt")
+    trt.__spec__ = ModuleSpec("tensorrt", None)  # torch.export looks modules up with find_spec while tracing
     trt.__version__ = "10.99-fake"
     trt.calls = []
 
