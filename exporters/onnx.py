@@ -1,0 +1,173 @@
+"""ONNX export of one sliced sub-model: fp32 (torch.onnx, dynamo), fp16 (ORT's float16 converter), int8 (static QDQ).
+
+``export_onnx`` is the shared building block: the TensorRT exporter writes its TRT-ready model.onnx with it too.
+torch, onnx and onnxruntime are imported inside the functions, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from swedge.errors import SwedgeError, require
+from swedge.exporters.base import (INPUT_NAME, OUTPUT_NAME, EXPORTERS, ExportJob, ExportResult, Exporter,
+                                   version_of)
+from swedge.io import atomic_write_bytes
+
+OPSET = 18
+QUANTIZER = "onnxruntime-qdq"
+
+
+def forward_arg_name(module) -> str:
+    """The name of ``module.forward``'s tensor argument: torch.export keys ``dynamic_shapes`` by it."""
+    params = [p for p in inspect.signature(module.forward).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if not params:
+        raise SwedgeError(f"{type(module).__name__}.forward takes no positional input; cannot export it to ONNX")
+    return params[0].name
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """Hide the exporter's known harmless noise (WARNING logs "torchvision is not installed. Skipping
+    torchvision::nms", FutureWarning/DeprecationWarning from torch internals); errors and ERROR logs still show."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _example_batch(example, input_shape, batch: int) -> np.ndarray:
+    """``batch`` rows of real inputs for tracing (tiled if fewer are given; random if none)."""
+    shape = tuple(int(s) for s in input_shape)
+    if example is None:
+        return np.random.default_rng(0).standard_normal((batch, *shape)).astype(np.float32)
+    example = np.asarray(example, dtype=np.float32)
+    if example.ndim != 4 or tuple(example.shape[1:]) != shape or len(example) == 0:
+        raise SwedgeError(f"example inputs must be (N, {', '.join(map(str, shape))}) float32 to match the input "
+                          f"shape, got {example.shape}")
+    reps = -(-batch // len(example))
+    return np.ascontiguousarray(np.concatenate([example] * reps)[:batch])
+
+
+def trace_onnx(module, *, input_shape, example=None, max_batch: int = 64, opset: int = OPSET):
+    """The sliced module as an in-memory ``onnx.ModelProto`` (fp32; input "input", output "embedding").
+
+    Dynamic batch 1..max_batch when max_batch >= 2, else a static batch of 1. Weights stay inside the proto."""
+    torch = require("torch", "onnx")
+    require("onnxscript", "onnx")  # the dynamo exporter's backend; without it torch fails with a bare ImportError
+    if max_batch < 1:
+        raise SwedgeError(f"max_batch must be at least 1, got {max_batch}")
+    dynamic = max_batch >= 2
+    # torch.export specialises a size-1 dimension, so trace a dynamic batch with 2 rows.
+    x = torch.from_numpy(_example_batch(example, input_shape, 2 if dynamic else 1))
+    kwargs = {}
+    if dynamic:
+        kwargs["dynamic_shapes"] = {forward_arg_name(module): {0: torch.export.Dim("batch", min=1, max=max_batch)}}
+    module = module.eval()
+    with _quiet_exporter(), torch.no_grad():
+        program = torch.onnx.export(module, (x,), None, dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
+                                    output_names=[OUTPUT_NAME], external_data=False, verbose=False, **kwargs)
+    return program.model_proto
+
+
+def set_metadata(model, metadata: dict | None) -> None:
+    """Write ``metadata`` (str -> str) into the model's metadata_props, replacing keys that already exist."""
+    if not metadata:
+        return
+    props = {p.key: p for p in model.metadata_props}
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise SwedgeError(f"ONNX metadata must map str to str, got {key!r}: {type(value).__name__}")
+        if key in props:
+            props[key].value = value
+        else:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+
+
+def save_onnx(model, path) -> Path:
+    """Check the model with the ONNX checker, then write it atomically (temp file beside ``path``, rename)."""
+    onnx = require("onnx", "onnx")
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise SwedgeError(f"the exported ONNX graph fails onnx.checker ({exc}); not writing {path}") from None
+    return atomic_write_bytes(path, model.SerializeToString())
+
+
+def export_onnx(module, path, *, input_shape, example, max_batch: int = 64, metadata: dict | None = None,
+                opset: int = OPSET) -> dict:
+    """Export ``module`` (a sliced sub-model) to the fp32 ONNX file ``path``; returns the tool versions used."""
+    model = trace_onnx(module, input_shape=input_shape, example=example, max_batch=max_batch, opset=opset)
+    set_metadata(model, metadata)
+    save_onnx(model, path)
+    return version_of("torch", "onnx", "onnxscript")
+
+
+@EXPORTERS.register("onnx")
+class OnnxExporter(Exporter):
+    name = "onnx"
+    extra = "onnx"
+    suffix = ".onnx"
+    backend_modules = ("onnx", "onnxscript", "onnxruntime")
+
+    def export(self, job: ExportJob) -> ExportResult:
+        if job.precision not in self.precisions:
+            raise SwedgeError(f"onnx: unknown precision '{job.precision}'; choose from {', '.join(self.precisions)}")
+        if job.precision == "int8" and job.calibration is None:
+            raise SwedgeError("onnx int8 needs calibration data: pass --calib DIR (a Market-1501 folder, a folder "
+                              "of images, or a preprocessed .npy array)")
+        batch = "dynamic" if job.max_batch >= 2 else "static:1"
+        trace = dict(input_shape=job.input_shape, example=job.example, max_batch=job.max_batch)
+        if job.precision == "fp32":
+            tools = export_onnx(job.module, job.out, metadata=job.metadata, **trace)
+            return ExportResult(job.out, tools=tools, runtimes=["onnxruntime"], batch=batch, extra={"opset": OPSET})
+        if job.precision == "fp16":
+            return self._fp16(job, trace, batch)
+        return self._int8(job, trace, batch)
+
+    def _fp16(self, job: ExportJob, trace: dict, batch: str) -> ExportResult:
+        require("onnxruntime", "onnx")
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+        from onnxruntime.transformers.onnx_model import OnnxModel
+
+        model = convert_float_to_float16(trace_onnx(job.module, **trace), keep_io_types=True)
+        # The converter appends its input Casts at the end of the node list; the ONNX checker wants topological order.
+        OnnxModel.graph_topological_sort(model.graph, is_deterministic=True)
+        set_metadata(model, job.metadata)
+        save_onnx(model, job.out)
+        return ExportResult(job.out, tools=version_of("torch", "onnx", "onnxscript", "onnxruntime"),
+                            runtimes=["onnxruntime"], batch=batch, extra={"opset": OPSET},
+                            notes=["fp16 weights and compute; float32 input/output kept (Cast at the graph edges)"])
+
+    def _int8(self, job: ExportJob, trace: dict, batch: str) -> ExportResult:
+        from swedge.calibration.base import QUANTIZERS
+        from swedge.calibration.ort_qdq import quantize_onnx_qdq
+
+        onnx = require("onnx", "onnx")
+        with contextlib.ExitStack() as stack:
+            work = Path(job.workdir) if job.workdir else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            work.mkdir(parents=True, exist_ok=True)
+            fp32, int8 = work / f"{job.out.stem}.fp32.onnx", work / f"{job.out.stem}.int8.onnx"
+            tools = export_onnx(job.module, fp32, **trace)
+            facts = quantize_onnx_qdq(fp32, int8, job.calibration)
+            model = onnx.load(int8)
+        set_metadata(model, job.metadata)
+        save_onnx(model, job.out)
+        tools.update(version_of("onnxruntime"))
+        return ExportResult(job.out, tools=tools, runtimes=["onnxruntime"], batch=batch, extra={"opset": OPSET},
+                            quantization=QUANTIZERS.get(QUANTIZER).record(job.calibration, **facts),
+                            notes=["int8 weights and activations (static QDQ); float32 input/output"])
