@@ -64,11 +64,18 @@ class Exporter:
 
     def missing(self) -> str | None:
         """None when the backend libraries import, else the reason (naming the extra to install)."""
-        for mod in self.backend_modules:
-            try:
-                importlib.import_module(mod)
-            except Exception as exc:  # ImportError, or a broken install raising something else
-                return f"'{mod}' is not importable ({type(exc).__name__}: {exc}); pip install 'swedge[{self.extra}]'"
+        import logging
+
+        root = logging.getLogger()
+        level, root.level = root.level, logging.ERROR  # backends log import-time chatter (e.g. coremltools)
+        try:
+            for mod in self.backend_modules:
+                try:
+                    importlib.import_module(mod)
+                except Exception as exc:  # ImportError, or a broken install raising something else
+                    return f"'{mod}' is not importable ({type(exc).__name__}: {exc}); pip install 'swedge[{self.extra}]'"
+        finally:
+            root.level = level
         return None
 
     def export(self, job: ExportJob) -> ExportResult:

@@ -15,7 +15,6 @@ import re
 import shutil
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -34,7 +33,7 @@ INT8_BASE_PRECISION = "fp32"
 
 
 # A tqdm progress-bar frame, e.g. "Running MIL default pipeline:  37%|███▋ | 34/92 [00:00<00:00, 330.70 passes/s]".
-_PROGRESS = re.compile(r"\[\d+:\d\d(<[^\]]*)?, [^\]]*/s\]\s*$")
+_PROGRESS = re.compile(r"\[\d+:\d\d(<[^\]]*)?, [^\]]*/s\]\s*(\x1b\[A)*\s*$")
 
 
 @contextlib.contextmanager
@@ -126,7 +125,6 @@ class CoreMLExporter(Exporter):
         notes: list[str] = []
         quantization: dict | None = None
         extra: dict = {"deployment_target": DEPLOYMENT_TARGET}
-        t0 = time.perf_counter()
         with _without_progress_bars():
             base = INT8_BASE_PRECISION if job.precision == "int8" else job.precision
             mlmodel = _convert(ct, job, base)
@@ -142,7 +140,6 @@ class CoreMLExporter(Exporter):
                 quantization = QUANTIZERS.get("coreml-weights-int8").record(None, base_precision=base, **facts)
             _describe(mlmodel, job, notes)
             _save_atomically(mlmodel, Path(job.out), job.workdir)
-        extra["export_seconds"] = round(time.perf_counter() - t0, 3)
         return ExportResult(path=Path(job.out), tools=version_of("coremltools", "torch"), quantization=quantization,
                             notes=notes, extra=extra, runtimes=["coreml", "coreml-mil"],
                             batch="dynamic" if job.max_batch > 1 else "static:1")

@@ -23,11 +23,18 @@ def _f(v, fmt):
     return "-" if v is None else format(v, fmt)
 
 
-def rows_table(report: VerifyReport) -> list[list]:
+def rows_table(report: VerifyReport, notes: list[str] | None = None) -> list[list]:
+    """Table rows; with ``notes`` (a list to fill), long reasons shared by several rows become [n] footnotes."""
     out = []
+    shared = {r.reason for r in report.rows if len(r.reason) > 60
+              and sum(o.reason == r.reason for o in report.rows) > 1} if notes is not None else set()
     for r in report.rows:
         status = r.status.upper() if r.status != "skipped" else "skipped"
-        if r.reason:
+        if r.reason in shared:
+            if r.reason not in notes:
+                notes.append(r.reason)
+            status += f" [{notes.index(r.reason) + 1}]"
+        elif r.reason:
             status += f": {r.reason}"
         out.append([r.format, r.runtime, f"{r.width:g}", r.precision, _f(r.cosine_min, ".6f"),
                     _f(r.cosine_mean, ".6f"), _f(r.topk_agreement, ".3f"), _f(r.map_self, ".2f"),
@@ -56,7 +63,9 @@ def reference_lines(report: VerifyReport) -> list[str]:
 def format_text(report: VerifyReport) -> str:
     parts = [f"error: {e}" for e in report.errors]
     if report.rows:
-        parts.append(text_table(HEADERS, rows_table(report), right={2, 4, 5, 6, 7, 8, 9}))
+        notes: list[str] = []
+        parts.append(text_table(HEADERS, rows_table(report, notes), right={2, 4, 5, 6, 7, 8, 9}))
+        parts += [f"[{i}] {n}" for i, n in enumerate(notes, 1)]
     parts += reference_lines(report)
     parts.append(summary_line(report))
     return "\n".join(parts)

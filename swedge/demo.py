@@ -93,15 +93,13 @@ def _stage_eval(cfg, out, result, say):
 
 
 def _stage_export(cfg, out, result, say):
-    from swedge.cli.export import summary_rows
+    from swedge.cli.export import format_summary
     from swedge.exporters.bundle import ExportPlan, export_bundle
-    from swedge.report.table import text_table
 
     plan = ExportPlan(checkpoint=_checkpoint(result), out=out / "bundle", formats=cfg.formats,
                       precisions=cfg.precisions, calib=cfg.data, force=True)
     manifest = export_bundle(plan, progress=cfg.progress)
-    say("\n" + text_table(["format", "width", "precision", "MB", "seconds", "parity cos min", "status"],
-                          summary_rows(manifest), right={1, 3, 4}))
+    say("\n" + format_summary(manifest))
     counts = {s: sum(a["status"] == s for a in manifest["artifacts"]) for s in ("ok", "skipped", "failed")}
     return {"bundle": str(out / "bundle"), **counts}
 

@@ -59,7 +59,8 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def summary_rows(manifest: dict) -> list[list]:
+def summary_rows(manifest: dict, notes: list[str] | None = None) -> list[list]:
+    """One row per artifact; TensorRT engine skip reasons go to ``notes`` (printed once under the table)."""
     rows = []
     for a in manifest["artifacts"]:
         parity = a.get("parity") or {}
@@ -68,9 +69,21 @@ def summary_rows(manifest: dict) -> list[list]:
         secs = f"{a['export_seconds']:.1f}" if "export_seconds" in a else "-"
         status = a["status"] if a["status"] == "ok" else f"{a['status']}: {a.get('reason', '')}"
         if a["status"] == "ok" and a.get("engine", {}).get("status") == "skipped":
-            status = f"ok (engine skipped: {a['engine'].get('reason', '')})"
+            reason = a["engine"].get("reason", "")
+            if notes is not None and reason not in notes:
+                notes.append(reason)
+            status = f"ok, TRT-ready ONNX; engine skipped [{notes.index(reason) + 1 if notes is not None else reason}]"
         rows.append([a["format"], f"{a['width']:g}", a["precision"], size, secs, cos, status])
     return rows
+
+
+def format_summary(manifest: dict) -> str:
+    from swedge.report.table import text_table
+
+    notes: list[str] = []
+    headers = ["format", "width", "precision", "MB", "seconds", "parity cos min", "status"]
+    table = text_table(headers, summary_rows(manifest, notes), right={1, 3, 4})
+    return "\n".join([table] + [f"[{i}] {n}" for i, n in enumerate(notes, 1)])
 
 
 def run(args) -> int:
@@ -78,7 +91,6 @@ def run(args) -> int:
 
     from swedge.exporters.bundle import ExportPlan, export_bundle
     from swedge.io import atomic_write_json
-    from swedge.report.table import text_table
 
     precisions = args.precisions or (["fp32", "fp16", "int8"] if args.calib else ["fp32", "fp16"])
     plan = ExportPlan(checkpoint=Path(args.checkpoint), out=Path(args.out), formats=args.formats,
@@ -87,8 +99,7 @@ def run(args) -> int:
                       probe=Path(args.probe) if args.probe else None, probe_size=args.probe_size,
                       max_batch=args.max_batch, force=args.force)
     manifest = export_bundle(plan)
-    headers = ["format", "width", "precision", "MB", "seconds", "parity cos min", "status"]
-    print(text_table(headers, summary_rows(manifest), right={1, 3, 4}))
+    print(format_summary(manifest))
     counts = {s: sum(a["status"] == s for a in manifest["artifacts"]) for s in ("ok", "skipped", "failed")}
     print(f"\nbundle: {args.out}  ({counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed)"
           f"  next: swedge verify {args.out}")
