@@ -29,7 +29,8 @@ def tiny_market(tmp_path_factory):
 def tiny_checkpoint(tmp_path_factory):
     """A ResNet-18 switchable checkpoint (4 widths, D=32, 64x32 input) with non-trivial BN statistics.
 
-    Random weights, then a few train-mode forward passes at every width so each switchable BN holds real
+    Random weights, non-zero BN scales (the zero-init of each residual block's last BN would silence whole
+    convolutions), then a few train-mode forward passes at every width so each switchable BN holds real
     running statistics: exporters must reproduce them, not the identity."""
     import torch
 
@@ -42,6 +43,10 @@ def tiny_checkpoint(tmp_path_factory):
                                     num_classes=8))
     model.train()
     with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.weight is not None:
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0.0, 0.1)
         for w in model.widths:
             with model.at_width(w):
                 for _ in range(3):
