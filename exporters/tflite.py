@@ -28,6 +28,10 @@ from swedge.errors import SwedgeError, require
 from swedge.exporters.base import EXPORTERS, Exporter, ExportJob, ExportResult, version_of
 from swedge.io import atomic_write_bytes
 
+# LiteRT's C++ side logs INFO lines (XNNPACK delegate, op counts) straight to stderr; keep its errors only.
+# Set before the native library loads (it is imported lazily); a user's own setting wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 METADATA_NAME = "swedge"
 TRACE_BATCH = 2  # trace with batch > 1 so torch.export does not specialise the batch dimension to 1
 

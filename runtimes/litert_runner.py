@@ -8,6 +8,8 @@ dequantized with the tensors' own scale and zero-point.
 
 from __future__ import annotations
 
+import os
+
 import importlib.metadata
 import json
 
@@ -15,6 +17,10 @@ import numpy as np
 
 from swedge.errors import MissingDependencyError, SwedgeError, require
 from swedge.runtimes.base import RUNTIMES, Runner
+
+# LiteRT's C++ side logs INFO lines (XNNPACK delegate, op counts) straight to stderr; keep its errors only.
+# Set before the native library loads (it is imported lazily); a user's own setting wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 METADATA_NAME = "swedge"  # the metadata entry swedge.exporters.tflite embeds
 
