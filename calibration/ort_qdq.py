@@ -105,9 +105,19 @@ def _ranges(src: Path, reader, method: str, symmetric: bool, cache: Path, work: 
     save_tensors_data(calibrator.compute_data(), cache)
 
 
+def _nodes_of_types(path: Path, op_types: tuple[str, ...]) -> list[str]:
+    """Names of the graph's nodes of the given op types (kept in float by the quantizer)."""
+    if not op_types:
+        return []
+    import onnx
+
+    return [n.name for n in onnx.load(str(path), load_external_data=False).graph.node if n.op_type in op_types]
+
+
 @register_quantizer("onnxruntime-qdq", backend="onnxruntime", algorithm="static QDQ int8 post-training quantization")
 def quantize_onnx_qdq(src, dst, calibration, *, per_channel: bool = True, symmetric_activations: bool = True,
-                      method: str = DEFAULT_METHOD, quantize_bias: bool = True, batch: int = DEFAULT_BATCH) -> dict:
+                      method: str = DEFAULT_METHOD, quantize_bias: bool = True, batch: int = DEFAULT_BATCH,
+                      float_ops: tuple[str, ...] = ()) -> dict:
     """Quantize the fp32 ONNX file ``src`` into ``dst`` (written atomically) with int8 weights and activations.
 
     ``calibration``: a CalibrationSet of preprocessed inputs; ``method``: one of METHODS.
@@ -136,6 +146,7 @@ def quantize_onnx_qdq(src, dst, calibration, *, per_channel: bool = True, symmet
                 str(src), tmp, None, quant_format=quant.QuantFormat.QDQ, activation_type=quant.QuantType.QInt8,
                 weight_type=quant.QuantType.QInt8, per_channel=per_channel, calibrate_method=calibrate,
                 calibration_cache_path=cache,
+                nodes_to_exclude=_nodes_of_types(src, float_ops),
                 extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True,
                                "QuantizeBias": quantize_bias})
         os.replace(tmp, dst)
@@ -143,4 +154,4 @@ def quantize_onnx_qdq(src, dst, calibration, *, per_channel: bool = True, symmet
         Path(tmp).unlink(missing_ok=True)
     return {"method": method, "per_channel": per_channel, "symmetric_activations": symmetric_activations,
             "symmetric_weights": True, "quantize_bias": quantize_bias, "activation_type": "int8",
-            "weight_type": "int8", "format": "QDQ", "calibration_batch": batch}
+            "weight_type": "int8", "format": "QDQ", "calibration_batch": batch, "float_ops": list(float_ops)}

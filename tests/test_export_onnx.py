@@ -16,10 +16,10 @@ pytest.importorskip("onnxscript")
 ort = pytest.importorskip("onnxruntime")
 
 from swedge.calibration.base import QUANTIZERS  # noqa: E402
-from swedge.calibration.ort_qdq import DEFAULT_METHOD, quantize_onnx_qdq  # noqa: E402
+from swedge.calibration.ort_qdq import quantize_onnx_qdq  # noqa: E402
 from swedge.errors import MissingDependencyError, SwedgeError  # noqa: E402
 from swedge.exporters.base import EXPORTERS, ExportJob  # noqa: E402
-from swedge.exporters.onnx import OnnxExporter, export_onnx  # noqa: E402
+from swedge.exporters.onnx import ONNX_INT8, OnnxExporter, export_onnx  # noqa: E402
 from swedge.runtimes.base import RUNTIMES, RuntimeUnavailable  # noqa: E402
 from swedge.runtimes.ort_runner import OrtRunner  # noqa: E402
 
@@ -165,7 +165,8 @@ def test_metadata_checker_and_result(artifact, calib, precision):
     if precision == "int8":
         q = result.quantization
         assert q["quantizer"] == "onnxruntime-qdq" and q["calibration_sha256"] == calib.sha256
-        assert q["method"] == DEFAULT_METHOD and q["symmetric_activations"] and q["per_channel"]
+        assert q["method"] == ONNX_INT8["method"] and not q["symmetric_activations"] and q["per_channel"]
+        assert q["float_ops"] == ["Gemm"]
         assert "onnxruntime" in result.tools
     else:
         assert result.quantization is None
@@ -190,18 +191,21 @@ def test_only_sliced_weights_are_shipped(artifact, sub, ckpt, width):
         assert numel < 0.6 * count_parameters(sub(1.0))
 
 
-def test_int8_graph_is_symmetric_qdq(artifact):
+def test_int8_graph_is_qdq_with_asymmetric_activations(artifact):
     model = onnx.load(artifact(0.25, "int8")[0])
     ops = [n.op_type for n in model.graph.node]
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
     init = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
     quant = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
     assert quant[0].input[0] == "input"  # activations are quantized from the graph input on
-    for node in quant:  # activations: int8, zero point 0 (what TensorRT's explicit quantization needs)
-        zp = init[node.input[2]]
-        assert zp.dtype == np.int8 and not zp.any(), node.name
-    for node in model.graph.node:  # weights (int8) and biases (int32) are symmetric too
-        if node.op_type == "DequantizeLinear" and len(node.input) > 2:
+    zero_points = [init[node.input[2]] for node in quant]
+    assert all(zp.dtype == np.int8 for zp in zero_points)
+    assert any(zp.any() for zp in zero_points)  # asymmetric: post-ReLU ranges get a zero point
+    (gemm,) = [n for n in model.graph.node if n.op_type == "Gemm"]  # the embedding layer stays float
+    assert init[gemm.input[1]].dtype == np.float32
+    weights = {n.input[1] for n in model.graph.node if n.op_type == "Conv"}
+    for node in model.graph.node:  # weights stay symmetric (int8, zero point 0)
+        if node.op_type == "DequantizeLinear" and node.output[0] in weights and len(node.input) > 2:
             assert not init[node.input[2]].any(), node.name
 
 

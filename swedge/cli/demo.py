@@ -14,7 +14,9 @@ examples:
 
 writes OUT/train/ (checkpoint + training log), OUT/eval.json, OUT/bundle/ (the export), OUT/verify/
 (report.html, report.md, verify.json, verify.xml, compatibility.png), OUT/bench.json + bench.png, and
-OUT/summary.md. Exit code 0 when the bundle verifies.
+OUT/summary.md. Exit code 0 when every stage ran: the demo shows what verify finds (some int8 artifacts may
+miss the 1-point mAP threshold; the report says which and by how much). `swedge verify` is the gate: it exits 1
+on any failure.
 """
 
 
@@ -47,5 +49,5 @@ def run(args) -> int:
         cfg.formats = args.formats
     if args.precisions:
         cfg.precisions = args.precisions
-    result = run_demo(cfg)
-    return 0 if result["verify"]["passed"] else 1
+    run_demo(cfg)
+    return 0
