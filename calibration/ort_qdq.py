@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -130,6 +131,9 @@ def quantize_onnx_qdq(src, dst, calibration, *, per_channel: bool = True, symmet
         raise SwedgeError(f"calibration batch must be at least 1, got {batch}")
     name, dims = _input_spec(src)
     _check_calibration(calibration, dims, src)
+    if method != "minmax" and calibration.size % batch:
+        # onnxruntime's histogram collector stacks every batch's outputs and needs equal batch sizes
+        batch = math.gcd(calibration.size, batch)
     if isinstance(dims[0], int) and dims[0] > 0:
         batch = dims[0]  # a static-batch graph takes exactly its batch
         if calibration.size % batch:

@@ -125,3 +125,15 @@ def test_export_cli_prints_a_summary_table(tiny_checkpoint, tiny_market, tmp_pat
     assert rc == 0
     assert "format  width  precision" in cap.out and "1 ok, 0 skipped, 0 failed" in cap.out
     assert json.loads((tmp_path / "s.json").read_text())["artifacts"][0]["status"] == "ok"
+
+
+def test_histogram_calibration_with_a_partial_last_batch(onnx_bundle, tmp_path):
+    """Percentile ranges from a calibration set whose size is not a multiple of the batch (13 images, batch 8)."""
+    from swedge.calibration.dataset import CalibrationSet, array_sha256
+    from swedge.calibration.ort_qdq import quantize_onnx_qdq
+
+    inputs = np.load(onnx_bundle / "probe" / "inputs.npy")[:13]
+    calib = CalibrationSet(inputs, array_sha256(inputs), "probe rows")
+    facts = quantize_onnx_qdq(onnx_bundle / "onnx" / "w0.25-fp32.onnx", tmp_path / "q.onnx", calib,
+                              method="percentile", batch=8)
+    assert facts["calibration_batch"] == 1 and (tmp_path / "q.onnx").stat().st_size > 0
