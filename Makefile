@@ -27,6 +27,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_metrics.py
 	$(BIN)/python benchmarks/bench_synth.py
+	$(BIN)/python benchmarks/bench_step.py
+	@test -f $(RUN)/bundle/manifest.json || $(MAKE) demo
+	$(BIN)/python benchmarks/bench_bundle.py $(RUN)/bundle
+	$(BIN)/python benchmarks/bench_harness.py $(RUN)/bundle
 
 clean:
 	rm -rf $(VENV) runs data
