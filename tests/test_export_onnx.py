@@ -165,8 +165,11 @@ def test_metadata_checker_and_result(artifact, calib, precision):
     if precision == "int8":
         q = result.quantization
         assert q["quantizer"] == "onnxruntime-qdq" and q["calibration_sha256"] == calib.sha256
-        assert q["method"] == ONNX_INT8["method"] and not q["symmetric_activations"] and q["per_channel"]
-        assert q["float_ops"] == ["Gemm"]
+        chosen = ONNX_INT8[q["setting"]]  # picked by held-out calibration images, the best mean cosine
+        assert q["method"] == chosen["method"] and q["symmetric_activations"] == chosen["symmetric_activations"]
+        assert q["per_channel"] and q["float_ops"] == ["Gemm"]
+        scores = q["selection"]["mean_cosine"]
+        assert set(scores) == set(ONNX_INT8) and scores[q["setting"]] == max(scores.values())
         assert "onnxruntime" in result.tools
     else:
         assert result.quantization is None
@@ -191,8 +194,9 @@ def test_only_sliced_weights_are_shipped(artifact, sub, ckpt, width):
         assert numel < 0.6 * count_parameters(sub(1.0))
 
 
-def test_int8_graph_is_qdq_with_asymmetric_activations(artifact):
-    model = onnx.load(artifact(0.25, "int8")[0])
+def test_int8_graph_is_qdq_as_the_chosen_setting(artifact):
+    path, result = artifact(0.25, "int8")
+    model = onnx.load(path)
     ops = [n.op_type for n in model.graph.node]
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
     init = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
@@ -200,7 +204,8 @@ def test_int8_graph_is_qdq_with_asymmetric_activations(artifact):
     assert quant[0].input[0] == "input"  # activations are quantized from the graph input on
     zero_points = [init[node.input[2]] for node in quant]
     assert all(zp.dtype == np.int8 for zp in zero_points)
-    assert any(zp.any() for zp in zero_points)  # asymmetric: post-ReLU ranges get a zero point
+    asymmetric = not ONNX_INT8[result.quantization["setting"]]["symmetric_activations"]
+    assert any(zp.any() for zp in zero_points) == asymmetric  # asymmetric: post-ReLU ranges get a zero point
     (gemm,) = [n for n in model.graph.node if n.op_type == "Gemm"]  # the embedding layer stays float
     assert init[gemm.input[1]].dtype == np.float32
     weights = {n.input[1] for n in model.graph.node if n.op_type == "Conv"}
