@@ -117,10 +117,15 @@ def save_plot(timings: list[Timing], path, *, batch: int = 1) -> str | None:
     fig = Figure(figsize=(8, 5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    for name, pts in sorted(series.items()):
+    import matplotlib
+
+    colors = matplotlib.colormaps["tab20"].colors  # 20 distinct colours: one per runtime x precision line
+    markers = {"fp32": "o", "fp16": "s", "int8": "^"}
+    for i, (name, pts) in enumerate(sorted(series.items())):
         pts.sort()
-        style = dict(color="black", linewidth=2.5) if name.startswith("torch") else {}
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name, **style)
+        style = dict(color="black", linewidth=2.5) if name.startswith("torch") else dict(color=colors[i % 20])
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=markers.get(name.rsplit(" ", 1)[-1], "o"),
+                label=name, **style)
     ax.set_yscale("log")
     ax.set_xlabel("width")
     ax.set_ylabel(f"latency p50 (ms), batch {batch}")
