@@ -94,14 +94,14 @@ def _quiet_ort_quantization():
         root.setLevel(level)
 
 
-def _ranges(src: Path, reader, method: str, symmetric: bool, cache: Path, work: Path) -> None:
+def _ranges(src: Path, reader, method: str, options: dict, symmetric: bool, cache: Path, work: Path) -> None:
     """Run the calibrator over the calibration set and write the tensor ranges to ``cache`` (ORT's JSON)."""
     quant = require("onnxruntime.quantization", "onnx")
     from onnxruntime.quantization.calibrate import save_tensors_data
 
     calibrator = quant.create_calibrator(src, None, augmented_model_path=str(work / "augmented.onnx"),
                                          calibrate_method=_calibrate_method(method),
-                                         extra_options={**METHOD_OPTIONS[method], "symmetric": symmetric})
+                                         extra_options={**options, "symmetric": symmetric})
     calibrator.collect_data(reader)
     save_tensors_data(calibrator.compute_data(), cache)
 
@@ -118,7 +118,7 @@ def _nodes_of_types(path: Path, op_types: tuple[str, ...]) -> list[str]:
 @register_quantizer("onnxruntime-qdq", backend="onnxruntime", algorithm="static QDQ int8 post-training quantization")
 def quantize_onnx_qdq(src, dst, calibration, *, per_channel: bool = True, symmetric_activations: bool = True,
                       method: str = DEFAULT_METHOD, quantize_bias: bool = True, batch: int = DEFAULT_BATCH,
-                      float_ops: tuple[str, ...] = ()) -> dict:
+                      float_ops: tuple[str, ...] = (), percentile: float | None = None) -> dict:
     """Quantize the fp32 ONNX file ``src`` into ``dst`` (written atomically) with int8 weights and activations.
 
     ``calibration``: a CalibrationSet of preprocessed inputs; ``method``: one of METHODS.
@@ -145,7 +145,9 @@ def quantize_onnx_qdq(src, dst, calibration, *, per_channel: bool = True, symmet
     try:
         with tempfile.TemporaryDirectory(prefix="swedge-qdq-") as work, _quiet_ort_quantization():
             cache = Path(work) / "ranges.json"
-            _ranges(src, _reader(name, calibration.inputs, batch), method, symmetric_activations, cache, Path(work))
+            options = dict(METHOD_OPTIONS[method], **({"percentile": percentile} if percentile else {}))
+            _ranges(src, _reader(name, calibration.inputs, batch), method, options, symmetric_activations, cache,
+                    Path(work))
             quant.quantize_static(
                 str(src), tmp, None, quant_format=quant.QuantFormat.QDQ, activation_type=quant.QuantType.QInt8,
                 weight_type=quant.QuantType.QInt8, per_channel=per_channel, calibrate_method=calibrate,
@@ -158,7 +160,8 @@ def quantize_onnx_qdq(src, dst, calibration, *, per_channel: bool = True, symmet
         Path(tmp).unlink(missing_ok=True)
     return {"method": method, "per_channel": per_channel, "symmetric_activations": symmetric_activations,
             "symmetric_weights": True, "quantize_bias": quantize_bias, "activation_type": "int8",
-            "weight_type": "int8", "format": "QDQ", "calibration_batch": batch, "float_ops": list(float_ops)}
+            "weight_type": "int8", "format": "QDQ", "calibration_batch": batch, "float_ops": list(float_ops),
+            **({"percentile": percentile or METHOD_OPTIONS[method]["percentile"]} if method == "percentile" else {})}
 
 
 def _embed(path: Path, inputs: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ SUBCOMMANDS = {
 
 EPILOG = """\
 typical use:
-  swedge demo                                 # the whole product on the embedded data (~15 min on 2 cores)
+  swedge demo                                 # the whole product on the embedded data (~10 min on 2 cores)
   swedge data synth --out data/synth          # embedded procedurally generated re-ID set (Market-1501 layout)
   swedge train --data data/synth --out runs/a # switchable model, all widths in one checkpoint
   swedge eval runs/a/model.safetensors --data data/synth --json runs/a/eval.json

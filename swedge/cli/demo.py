@@ -8,7 +8,7 @@ from swedge.cli.export import parse_list
 
 EXAMPLES = """\
 examples:
-  swedge demo                                   # everything, about 10-15 minutes on a 2-core CPU
+  swedge demo                                   # everything, about 10 minutes on a 2-core CPU
   swedge demo --checkpoint runs/demo/train/model.safetensors   # reuse a trained checkpoint
   swedge demo --formats onnx,tflite --precisions fp32,int8 --epochs 2
 
