@@ -17,7 +17,7 @@ import numpy as np
 from swedge.data.market import IMAGE_EXTS, SPLIT_DIRS
 from swedge.data.preprocess import Preprocess, preprocess_numpy
 from swedge.errors import DataError
-from swedge.io import atomic_write_bytes
+from swedge.io import atomic_write_npy
 
 DEFAULT_SIZE = 128
 
@@ -115,9 +115,5 @@ def build_calibration_set(source, preprocess: Preprocess, *, size: int = DEFAULT
     else:
         a = _from_images(files, preprocess, size, seed, progress)
         if cache is not None:
-            import io
-
-            buf = io.BytesIO()
-            np.save(buf, a)
-            atomic_write_bytes(cache, buf.getvalue())
+            atomic_write_npy(cache, a)
     return CalibrationSet(a, array_sha256(a), str(source))

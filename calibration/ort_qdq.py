@@ -164,18 +164,13 @@ def quantize_onnx_qdq(src, dst, calibration, *, per_channel: bool = True, symmet
             **({"percentile": percentile or METHOD_OPTIONS[method]["percentile"]} if method == "percentile" else {})}
 
 
-def _embed(path: Path, inputs: np.ndarray) -> np.ndarray:
-    ort = require("onnxruntime", "onnx")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: np.ascontiguousarray(inputs, np.float32)})[0]
-
-
 def quantize_onnx_qdq_selected(src, dst, calibration, candidates: dict[str, dict], *, holdout: float = 0.25) -> dict:
     """Quantize with each candidate setting on the first part of the calibration set, keep the one whose
     outputs on the held-out rest have the highest mean cosine to the fp32 model, then quantize ``dst`` with it
     on the whole set. Only calibration images are used (never the probe). Returns the winner's facts plus
     every candidate's held-out score."""
     from swedge.calibration.dataset import CalibrationSet
+    from swedge.runtimes.ort_runner import OrtRunner
 
     n_hold = max(1, int(round(calibration.size * holdout)))
     if calibration.size - n_hold < 1 or len(candidates) == 1:
@@ -183,13 +178,13 @@ def quantize_onnx_qdq_selected(src, dst, calibration, candidates: dict[str, dict
         return {**quantize_onnx_qdq(src, dst, calibration, **candidates[name]), "setting": name}
     fit = CalibrationSet(calibration.inputs[:-n_hold], "", calibration.source)
     held = calibration.inputs[-n_hold:]
-    reference = _embed(Path(src), held)
+    reference = OrtRunner(src).embed(held)
     scores = {}
     with tempfile.TemporaryDirectory(prefix="swedge-qdq-select-") as work:
         for name, options in candidates.items():
             trial = Path(work) / f"{name}.onnx"
             quantize_onnx_qdq(src, trial, fit, **options)
-            out = _embed(trial, held)
+            out = OrtRunner(trial).embed(held)
             cos = (out * reference).sum(1) / (np.linalg.norm(out, axis=1) * np.linalg.norm(reference, axis=1) + 1e-12)
             scores[name] = round(float(cos.mean()), 6)
     best = max(scores, key=scores.get)

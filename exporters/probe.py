@@ -16,7 +16,7 @@ import numpy as np
 from swedge.data.market import DISTRACTOR_PID, Record, load_market
 from swedge.data.preprocess import Preprocess, preprocess_numpy
 from swedge.errors import DataError
-from swedge.io import atomic_write_bytes
+from swedge.io import atomic_write_bytes, atomic_write_npy
 from swedge.runtimes.manifest import file_sha256
 
 DEFAULT_PROBE_IMAGES = 600
@@ -76,9 +76,7 @@ def build_probe(data_dir, preprocess: Preprocess, *, max_images: int = DEFAULT_P
 
 
 def save_npy(path: Path, array: np.ndarray) -> str:
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array))
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_npy(path, array)
     return file_sha256(path)
 
 

@@ -201,7 +201,7 @@ def _score(row: Row, feats: np.ndarray, probe: Probe, refs, server_w: float, ref
     row.status, row.reason = (FAIL, "; ".join(failures)) if failures else (PASS, "")
 
 
-def _baseline(path, probe: Probe, batch: int):
+def _baseline(path, probe: Probe):
     """(old server gallery features, {width: old torch cross-test mAP}) from an older bundle."""
     old = read_manifest(path)
     if old.manifest["probe"]["inputs_sha256"] != probe.sha256:
@@ -240,7 +240,7 @@ def verify_bundle(root, *, runtimes: list[str] | None = None, formats: list[str]
         bundle = read_manifest(root)
         probe = load_probe(bundle, batch)
         refs = load_references(bundle)
-        old = _baseline(baseline, probe, batch) if baseline else None
+        old = _baseline(baseline, probe) if baseline else None
     except SwedgeError as exc:
         report.errors.append(str(exc))
         return report

@@ -34,3 +34,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def atomic_write_json(path: str | os.PathLike, obj) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def atomic_write_npy(path: str | os.PathLike, array) -> Path:
+    """One array as a .npy file, written atomically (numpy imported here only: swedge.io stays light)."""
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array))
+    return atomic_write_bytes(path, buffer.getvalue())
