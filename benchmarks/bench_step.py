@@ -27,6 +27,10 @@ configuration has ``--min-quiet`` of them, are what the targets are judged on. C
 OpenMP threads with one core taken stall at every barrier, so the many small ops of the sub-widths and of the
 projection slow down far more than the full width's big convolutions, and all-step ratios then overstate SFSC.
 
+Allocator: the timing runs with ``swedge.host_memory.retain_freed_memory()``, as the trainer on CPU
+(``--no-retain-memory`` measures glibc's defaults, under which every SFSC step page-faults its per-width
+gradient sets back in).
+
 Memory: each configuration runs again in its own subprocess (so allocations of one never mask another's),
 with glibc's malloc told to serve every block >= 128 KiB by mmap (MALLOC_MMAP_THRESHOLD_), so that freed
 tensors leave the resident set at once and RSS follows live tensor memory. After setup the child records
@@ -72,6 +76,7 @@ import torch  # noqa: E402
 
 import swedge.methods.projection as projection_mod  # noqa: E402
 import swedge.methods.sfsc as sfsc_mod  # noqa: E402
+from swedge.host_memory import retain_freed_memory  # noqa: E402
 from swedge.methods import METHODS  # noqa: E402
 from swedge.methods.base import StepContext  # noqa: E402
 from swedge.nn.model import ModelConfig, build_model  # noqa: E402
@@ -445,6 +450,9 @@ def parse_args(argv):
     ap.add_argument("--mem-steps", type=int, default=2)
     ap.add_argument("--mem-warmup", type=int, default=1)
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--no-retain-memory", dest="retain_memory", action="store_false",
+                    help="leave glibc's malloc at its defaults for the timing (the trainer keeps freed memory on "
+                         "CPU, see swedge/host_memory.py; without it SFSC steps page-fault their gradients back in)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: 32x16 input, batch 8, full and sfsc only, 1 step x 1 block, 1 warm-up, "
                          "no FLOP count")
@@ -530,6 +538,8 @@ def main(argv=None) -> int:
         print(json.dumps(memory_child(args)))
         return 0
     torch.set_num_threads(args.threads)
+    # As the trainer does on CPU (swedge.host_memory); the memory children keep their own mmap'd malloc.
+    host_memory = retain_freed_memory()[1] if args.retain_memory else "glibc defaults (--no-retain-memory)"
     effective = os.environ.get("OMP_WAIT_POLICY", "").lower() or "unset (spin)"
     if args.omp_wait_policy != "inherit" and effective != args.omp_wait_policy:
         print(f"warning: --omp-wait-policy {args.omp_wait_policy} is only applied when run as a script; "
@@ -543,7 +553,7 @@ def main(argv=None) -> int:
         print(f"{args.arch} {args.input_hw[0]}x{args.input_hw[1]}, batch {args.batch} ({args.batch // IMAGES_PER_ID}"
               f"x{IMAGES_PER_ID}), {NUM_CLASSES} classes, {args.threads} threads; {args.warmup} warm-up, "
               f"{args.repeats} blocks x {args.steps} steps per config; OMP_WAIT_POLICY {effective}; load avg "
-              f"{load_before[0]:.2f}", flush=True)
+              f"{load_before[0]:.2f}; allocator: {host_memory}", flush=True)
     flops = {} if args.quick else flop_ratio(args.arch, args.input_hw)
     timing = run_timing(args, names, images, labels)
     load_mid = os.getloadavg()
@@ -577,7 +587,7 @@ def main(argv=None) -> int:
                   "widths": list(ALL_WIDTHS), "threads": args.threads, "warmup": args.warmup, "steps": args.steps,
                   "repeats": args.repeats, "quiet_wait": args.quiet_wait, "min_quiet": args.min_quiet,
                   "optimizer": f"Adam lr={LR} wd={WEIGHT_DECAY}, clip {GRAD_CLIP}",
-                  "quick": args.quick},
+                  "quick": args.quick, "host_memory": host_memory},
         "flops": flops,
         "timing": timing,
         "memory": memory,

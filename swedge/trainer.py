@@ -21,6 +21,7 @@ import torch
 from swedge import distributed
 from swedge.checkpoint import save_checkpoint
 from swedge.errors import SwedgeError
+from swedge.host_memory import retain_freed_memory
 from swedge.io import atomic_write_bytes
 from swedge.methods import METHODS
 from swedge.methods.base import StepContext
@@ -159,6 +160,8 @@ def _train(cfg: TrainConfig, method, world: distributed.World, progress: bool, r
     if state is not None:
         model.load_state_dict(state["model"])
     model.to(cfg.device)
+    if torch.device(cfg.device).type == "cpu":
+        retain_freed_memory()  # SFSC's per-width gradient sets otherwise page-fault back in every step
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     if world.main:
