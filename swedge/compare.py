@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from swedge.claims import check_claims, claim_pairs, format_claims, ladder
 from swedge.errors import SwedgeError
 from swedge.io import atomic_write_bytes, atomic_write_json
 from swedge.metrics.paired import paired_over_seeds
@@ -92,10 +93,9 @@ def ordered_labels(specs: list[MethodSpec]) -> list[str]:
 
 
 def default_pairs(labels) -> list[tuple[str, str]]:
-    """sfsc vs sfsc-sum (what SFSC improves on) and sfsc vs each -S baseline (the paper's claim), when run."""
-    if "sfsc" not in labels:
-        return []
-    return [("sfsc", b) for b in ("sfsc-sum", "bct-s", "asymmetric-s") if b in labels]
+    """The paired tests the seed's claims read (sfsc vs sfsc-sum, each baseline and unified; the ladder steps
+    vs sfsc-sum), for the methods that were run."""
+    return claim_pairs(labels)
 
 
 # ---------------------------------------------------------------- running
@@ -309,11 +309,13 @@ def build_table(runs: list[dict], *, pairs=(), resamples: int = 10_000, seed: in
                           "combined": test["combined"].to_dict(),
                           "per_seed": {str(s): t.to_dict() for s, t in test["per_seed"].items()}})
         paired.append({"a": a, "b": b, "seeds": common, "cells": cells})
-    return {"widths": widths, "rows": rows, "paired": paired,
+    table = {"widths": widths, "rows": rows, "paired": paired,
             "paired_method": "per-query AP difference in points; percentile bootstrap CI over queries and "
                              "two-sided sign-flip permutation p-value, each seeded, "
                              f"{resamples} resamples; combined = per-query difference averaged over seeds; "
                              "verdict real = CI excludes 0 and p < 0.05"}
+    table["claims"], table["ladder"] = check_claims(table), ladder(table)
+    return table
 
 
 def _pm(stat: dict) -> str:
@@ -342,6 +344,8 @@ def format_markdown(table: dict) -> str:
                      + [_pm(s["mean_off_diagonal"]), f"{s['compatible_seeds']}/{len(row['seeds'])}"])
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    if any(c["status"] != "not run" for c in table.get("claims", [])) or table.get("ladder"):
+        lines += format_claims(table["claims"], table["ladder"])
     lines += ["## Mean cross-model mAP matrices (rows query width, columns gallery width)", ""]
     for row in table["rows"]:
         opts = f" ({', '.join(row['options'])})" if row["options"] else ""

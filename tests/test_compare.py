@@ -36,7 +36,8 @@ def test_parse_methods_labels_variants_and_options():
 def test_order_and_default_pairs():
     specs = parse_methods("sfsc,sfsc-kernel=sfsc,mine=unified,sfsc-sum,bct-s,independent")
     assert ordered_labels(specs) == ["independent", "mine", "bct-s", "sfsc-sum", "sfsc", "sfsc-kernel"]
-    assert default_pairs(["sfsc", "sfsc-sum", "bct-s", "unified"]) == [("sfsc", "sfsc-sum"), ("sfsc", "bct-s")]
+    assert default_pairs(["sfsc", "sfsc-sum", "bct-s", "unified", "sfsc-uncertainty-only"]) == [
+        ("sfsc", "sfsc-sum"), ("sfsc", "bct-s"), ("sfsc", "unified"), ("sfsc-uncertainty-only", "sfsc-sum")]
     assert default_pairs(["sfsc-sum", "bct-s"]) == []
 
 
@@ -120,3 +121,23 @@ def test_compare_end_to_end_and_resume(tmp_path, capsys):
     changed[changed.index("--epochs") + 1] = "2"
     assert main(changed) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_claims_are_checked_from_the_table():
+    m = [[40, 50], [48, 60]]
+    runs = [fake_run("unified", 0, [[41, 45], [45, 61]]), fake_run("bct-s", 0, [[40, 44], [45, 60]]),
+            fake_run("asymmetric", 0, m, ap_shift=0.05), fake_run("sfsc-sum", 0, m),
+            fake_run("sfsc", 0, [[39.5, 52], [49, 60.5]], ap_shift=0.03)]
+    table = build_table(runs, pairs=default_pairs([r["label"] for r in runs]), resamples=300)
+    claims = {c["claim"].split(" (")[0]: c for c in table["claims"]}
+    assert claims["sfsc is compatible"]["status"] == "holds"
+    assert claims["sfsc cross-tests beat bct-s at every w < 1.0"]["status"] == "holds"
+    assert claims["sfsc cross-tests beat asymmetric at every w < 1.0"]["status"] == "fails"  # +0.05 AP for them
+    assert claims["sfsc cross-tests beat bct at every w < 1.0"]["status"] == "not run"
+    assert claims["sfsc self-tests within 1 point of unified"]["status"] == "fails"  # 39.5 vs 41 at w=0.5
+    steps = {s["label"]: s for s in table["ladder"]}
+    assert set(steps) == {"sfsc-sum", "sfsc"} and steps["sfsc"]["mean_cross"] == 52
+    assert steps["sfsc"]["cross_minus_sfsc_sum"] == pytest.approx(3.0, abs=0.5)
+    md = format_markdown(table)
+    assert "## The seed's claims on this data" in md and "- **fails**: sfsc cross-tests beat asymmetric" in md
+    assert "| sfsc | 1 | 52.00 | 50.50 | +" in md

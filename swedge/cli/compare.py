@@ -19,11 +19,16 @@ OUT/heatmaps/<label>.png. Interrupted? Run the same command again: finished runs
 skipped. Rows follow DESIGN §4: independent, unified, bct, bct-s, asymmetric, asymmetric-s, sfsc-sum,
 sfsc-projection-only, sfsc-uncertainty-only, sfsc.
 
-Paired tests (default: sfsc vs sfsc-sum and sfsc vs each -S baseline that ran) compare per-query AP of two
-methods on the same queries, per cross-test M[w][1.0] and self-test M[w][w]: mean difference in points, 95%
-bootstrap CI, sign-flip p-value; "real" if the CI excludes 0 (and p < 0.05), else "noise". With several seeds
-the combined line uses each query's difference averaged over seeds; the per-seed means show whether seeds
-agree (the CI covers query sampling, not training noise across seeds).
+Paired tests (default: sfsc vs sfsc-sum, each baseline and unified; the ladder's halves vs sfsc-sum, for the
+methods that ran) compare per-query AP of two methods on the same queries, per cross-test M[w][1.0] and
+self-test M[w][w]: mean difference in points, 95% bootstrap CI, sign-flip p-value; "real" if the CI excludes 0
+(and p < 0.05), else "noise". With several seeds the combined line uses each query's difference averaged over
+seeds; the per-seed means show whether seeds agree (the CI covers query sampling, not training noise across
+seeds).
+
+The table then checks the seed's claims on your data (swedge/claims.py): sfsc compatible at every width;
+its cross-tests beat bct-s, asymmetric-s, bct and asymmetric (paired test, ties do not count); its self-tests
+within 1 point of unified; and the ablation ladder sfsc-sum -> +projection -> +uncertainty -> sfsc.
 """
 
 
