@@ -165,11 +165,13 @@ def _fmt_duration(seconds: float) -> str:
 
 def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dict, *,
                 pairs: list[tuple[str, str]] | None = None, resamples: int = 10_000, progress: bool = True,
-                echo=print) -> dict:
+                train_missing: bool = True, echo=print) -> dict:
     """Train and evaluate every (method, seed) not done yet, then write table.md/json and heat-maps.
 
     ``train``: TrainConfig fields shared by every run (not data/out/method/method_options/seed).
-    ``pairs``: (A, B) labels for the paired tests; None = :func:`default_pairs`. Returns the table dict.
+    ``pairs``: (A, B) labels for the paired tests; None = :func:`default_pairs`. ``train_missing=False``
+    tabulates the finished runs only (a method without any is left out; pairs then need both methods).
+    Returns the table dict.
     """
     from swedge.trainer import TrainConfig, train as train_one
 
@@ -202,8 +204,13 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
         else:
             todo.append((spec, seed, fp))
     echo(f"compare: {len(jobs)} runs ({len(specs)} methods x {len(seeds)} seeds): "
-         f"{len(jobs) - len(todo)} already done, {len(todo)} to train -> {out}")
+         f"{len(jobs) - len(todo)} already done, "
+         + (f"{len(todo)} to train -> {out}" if train_missing else f"{len(todo)} not trained (--table-only) in {out}"))
 
+    if not train_missing:
+        if todo:
+            echo("  missing: " + ", ".join(f"{spec.label} seed {seed}" for spec, seed, _ in todo))
+        todo = []
     durations: list[float] = []
     for k, (spec, seed, fp) in enumerate(todo, 1):
         folder = run_dir(out, spec.label, seed)
@@ -230,7 +237,12 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
         echo(f"  done in {_fmt_duration(t2 - t0)}: self-test mAP at full width {m[-1, -1]:.2f}, "
              f"mean off-diagonal {off_diagonal_mean(m):.2f}")
 
-    runs = [results[(s.label, seed)] for s in specs for seed in seeds]
+    runs = [results[(s.label, seed)] for s in specs for seed in seeds if (s.label, seed) in results]
+    if not runs:
+        raise SwedgeError(f"no finished runs under {out} for these methods and seeds: nothing to tabulate")
+    if not train_missing:
+        done = {r["label"] for r in runs}
+        pairs = [(a, b) for a, b in (default_pairs(done) if pairs is None else pairs) if a in done and b in done]
     table = build_table(runs, pairs=pairs, resamples=resamples)
     write_report(table, out)
     return table

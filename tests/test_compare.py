@@ -116,6 +116,14 @@ def test_compare_end_to_end_and_resume(tmp_path, capsys):
     assert (out / "runs" / "sfsc" / "seed0" / "eval.json").stat().st_mtime_ns == stamp
     assert (out / "table.md").read_text() == table_before
 
+    # --table-only with more methods and seeds than are done: tabulates what is there, trains nothing.
+    more = ["--methods", "sfsc,sfsc-sum,unified", "--seeds", "2", "--table-only"]
+    assert main(args[:1] + more + args[3:5] + args[7:]) == 0
+    printed = capsys.readouterr().out
+    assert "2 already done, 4 not trained (--table-only)" in printed
+    assert "missing: unified seed 0, unified seed 1, sfsc-sum seed 1, sfsc seed 1" in printed  # seed-major
+    assert not (out / "runs" / "unified").exists() and "| sfsc | 1 |" in printed
+
     # Other settings into the same folder are refused before any training.
     changed = list(args)
     changed[changed.index("--epochs") + 1] = "2"

@@ -47,6 +47,9 @@ def register(sub) -> None:
     p.add_argument("--paired", action="append", default=None, metavar="A,B",
                    help="paired per-query test of A against B (repeatable; replaces the default pairs)")
     p.add_argument("--resamples", type=int, default=10_000, help="bootstrap / permutation resamples (%(default)s)")
+    p.add_argument("--table-only", action="store_true",
+                   help="train nothing: tabulate the finished runs (e.g. while another compare is still training, "
+                        "or after stopping one early) and list the missing ones")
     p.add_argument("--opt", action="append", default=[], metavar="LABEL:KEY=VALUE",
                    help="a method option for one row, e.g. sfsc:kl_weight=0.1 (repeatable)")
     g = p.add_argument_group("training (shared by every run; see `swedge train --help`)")
@@ -72,7 +75,7 @@ def run(args) -> int:
                 raise SwedgeError(f"--paired needs two labels A,B, got '{text}'")
             pairs.append(tuple(parts))
     table = run_compare(args.data, args.out, specs, list(range(args.seeds)), train, pairs=pairs,
-                        resamples=args.resamples, progress=args.progress)
+                        resamples=args.resamples, progress=args.progress, train_missing=not args.table_only)
     print()
     print(format_markdown(table))
     print(f"table: {args.out}/table.md (and table.json); heat-maps: {args.out}/heatmaps/")
