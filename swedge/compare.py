@@ -26,6 +26,7 @@ import numpy as np
 from swedge.claims import check_claims, claim_pairs, format_claims, ladder
 from swedge.errors import SwedgeError
 from swedge.io import atomic_write_bytes, atomic_write_json
+from swedge.mechanisms import aggregate, format_mechanisms, summarise_log
 from swedge.metrics.paired import paired_over_seeds
 
 # DESIGN §4 table order; labels of option variants (e.g. sfsc-kernel=sfsc) sort right after their method.
@@ -237,7 +238,13 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
         echo(f"  done in {_fmt_duration(t2 - t0)}: self-test mAP at full width {m[-1, -1]:.2f}, "
              f"mean off-diagonal {off_diagonal_mean(m):.2f}")
 
-    runs = [results[(s.label, seed)] for s in specs for seed in seeds if (s.label, seed) in results]
+    runs = []
+    for s in specs:
+        for seed in seeds:
+            r = results.get((s.label, seed))
+            if r is not None:  # K/S and conflict shares from the train log, read afresh for every table
+                runs.append({**r, "mechanisms": summarise_log(run_dir(out, s.label, seed) / "train_log.jsonl",
+                                                              r["widths"])})
     if not runs:
         raise SwedgeError(f"no finished runs under {out} for these methods and seeds: nothing to tabulate")
     if not train_missing:
@@ -301,7 +308,8 @@ def build_table(runs: list[dict], *, pairs=(), resamples: int = 10_000, seed: in
         rs = sorted(rs, key=lambda r: r["seed"])
         rows.append({"label": label, "method": rs[0]["method"], "options": rs[0].get("options", []),
                      "seeds": [r["seed"] for r in rs],
-                     "map": _summarise(rs, "map"), "rank1": _summarise(rs, "rank1")})
+                     "map": _summarise(rs, "map"), "rank1": _summarise(rs, "rank1"),
+                     "mechanisms": aggregate([r.get("mechanisms") for r in rs])})
 
     paired = []
     for a, b in pairs:
@@ -358,6 +366,7 @@ def format_markdown(table: dict) -> str:
         lines.append("")
     if any(c["status"] != "not run" for c in table.get("claims", [])) or table.get("ladder"):
         lines += format_claims(table["claims"], table["ladder"])
+    lines += format_mechanisms(table["rows"], widths)
     lines += ["## Mean cross-model mAP matrices (rows query width, columns gallery width)", ""]
     for row in table["rows"]:
         opts = f" ({', '.join(row['options'])})" if row["options"] else ""
