@@ -107,6 +107,25 @@ def test_sfsc_sum_equals_summed_loss_gradient():
             assert torch.allclose(p.grad, accumulated[n], atol=1e-6), n
 
 
+def test_sfsc_without_its_mechanisms_is_sfsc_sum_up_to_the_merge():
+    """uncertainty=false, projection=none: merge=sum gives sfsc-sum's gradient; the faithful merge=mean gives
+    the shared parameters 1/n of it and leaves width-private BN summed."""
+    grads = {}
+    for label, method, opts in [("sum-method", "sfsc-sum", {}),
+                                ("sum", "sfsc", dict(uncertainty=False, projection="none", merge="sum")),
+                                ("mean", "sfsc", dict(uncertainty=False, projection="none", merge="mean"))]:
+        torch.manual_seed(0)
+        model = build_model(ModelConfig("resnet18", (0.5, 1.0), 8, 4)).eval()
+        _step(method, model, **opts)
+        grads[label] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    ref = grads["sum-method"]
+    assert set(grads["sum"]) == set(ref) == set(grads["mean"])
+    for n, g in ref.items():
+        torch.testing.assert_close(grads["sum"][n], g, atol=1e-6, rtol=1e-5)
+        private = ".bn." in n  # switchable BN: one width each
+        torch.testing.assert_close(grads["mean"][n], g if private else g / 2, atol=1e-6, rtol=1e-5)
+
+
 def test_nan_loss_names_width_and_step():
     model = build_model(ModelConfig("resnet18", (0.5, 1.0), 8, 4)).train()
     with torch.no_grad():

@@ -130,6 +130,14 @@ def test_merge_means_shared_and_sums_private():
     assert usage(zf, nonzero=True) == [{"bn.0", "pair"}, {"bn.1", "pair"}, set()]
     torch.testing.assert_close(merge(zf, usage(zf, nonzero=True))["pair"], T([3.0]))
     assert "nothing" not in merge([{"nothing": None}, {}])
+    # The "sum" rule sums shared parameters too, like gradients accumulated by backward.
+    summed = merge(g, shared_rule="sum")
+    torch.testing.assert_close(summed["shared"], T([6.0, 9.0]))
+    torch.testing.assert_close(summed["bn.1"], T([5.0]))
+    res = project_conflicts(g, generator=random.Random(0))
+    torch.testing.assert_close(res.merged("sum")["shared"], merge(res.grads, res.used, "sum")["shared"])
+    with pytest.raises(ValueError, match="unknown merge"):
+        merge(g, shared_rule="max")
 
 
 def test_tensor_and_kernel_granularity_act_locally():

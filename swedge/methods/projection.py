@@ -21,7 +21,9 @@ Implementation: every g_i' is a linear combination sum_k A[i, k] g_k of the orig
 gradients or the merge are one weighted sum each. Exact algebra, about two passes over the gradients.
 
 Merge (DESIGN §4): mean over the widths for parameters every width uses, sum for width-private ones (only some
-widths use them). "Uses" comes from the *original* gradients (``usage``), not from the projected ones.
+widths use them). "Uses" comes from the *original* gradients (``usage``), not from the projected ones. The
+option "sum" sums every parameter instead (what sfsc-sum's accumulated backward does): with Adam's coupled L2
+weight decay the mean makes weight decay n times stronger, relative to the gradient, on the shared parameters.
 """
 
 from __future__ import annotations
@@ -129,9 +131,15 @@ def _combine(ts: list[torch.Tensor | None], w: torch.Tensor) -> torch.Tensor | N
     return out
 
 
-def _merge(grads: Grads, used: list[set[str]], coef: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+MERGES = ("mean", "sum")
+
+
+def _merge(grads: Grads, used: list[set[str]], coef: dict[str, torch.Tensor] | None,
+           shared_rule: str = "mean") -> dict[str, torch.Tensor]:
+    if shared_rule not in MERGES:
+        raise ValueError(f"unknown merge {shared_rule!r}; choose one of {', '.join(MERGES)}")
     n = len(grads)
-    shared = set.intersection(*map(set, used)) if used else set()
+    shared = set.intersection(*map(set, used)) if used and shared_rule == "mean" else set()
     out = {}
     with torch.no_grad():
         for name in _names(grads):
@@ -143,13 +151,14 @@ def _merge(grads: Grads, used: list[set[str]], coef: dict[str, torch.Tensor] | N
     return out
 
 
-def merge(grads: Grads, used: list[set[str]] | None = None) -> dict[str, torch.Tensor]:
-    """Mean over the n widths for parameters every width uses, sum over the widths for the others.
+def merge(grads: Grads, used: list[set[str]] | None = None, shared_rule: str = "mean") -> dict[str, torch.Tensor]:
+    """Mean over the n widths for parameters every width uses, sum over the widths for the others
+    (``shared_rule="sum"``: every parameter summed, as gradients accumulated by backward would be).
 
     ``used`` defaults to ``usage(grads)``; after a vector-level projection pass the *original* usage
     (``ProjectionResult.used``), since projection can write into parameters a width does not use. Parameters no
     width has a gradient for are left out. The returned tensors are new (never the inputs)."""
-    return _merge(grads, usage(grads) if used is None else used, None)
+    return _merge(grads, usage(grads) if used is None else used, None, shared_rule)
 
 
 @dataclass
@@ -185,9 +194,10 @@ class ProjectionResult:
                 out.append(pw)
         return out
 
-    def merged(self) -> dict[str, torch.Tensor]:
-        """Same as ``merge(self.grads, self.used)`` in one weighted sum per parameter, without the per-width copies."""
-        return _merge(self.originals, self.used, self.coef)
+    def merged(self, shared_rule: str = "mean") -> dict[str, torch.Tensor]:
+        """Same as ``merge(self.grads, self.used, shared_rule)`` in one weighted sum per parameter, without the
+        per-width copies."""
+        return _merge(self.originals, self.used, self.coef, shared_rule)
 
 
 def project_conflicts(grads: Grads, *, granularity: str = "vector",

@@ -24,7 +24,7 @@ from swedge.methods import METHODS
 from swedge.methods.base import Method, StepContext, check_finite
 from swedge.methods.evidential import EVIDENCE_KINDS, evidence, evidential_loss, kl_annealing
 from swedge.methods.losses import batch_hard_triplet, cross_entropy
-from swedge.methods.projection import GRANULARITIES, merge, project_conflicts
+from swedge.methods.projection import GRANULARITIES, MERGES, merge, project_conflicts
 
 
 @METHODS.register("sfsc")
@@ -35,6 +35,7 @@ class Sfsc(Method):
     class Options:
         uncertainty: bool = True  # evidential loss on the sub-widths (False: CE through the shared classifier)
         projection: str = "vector"  # vector | tensor | kernel | none
+        merge: str = "mean"  # mean (shared parameters; width-private ones summed) | sum (every parameter summed)
         evidence_fn: str = "softplus"  # softplus | exp | relu
         kl_weight: float = 0.01
         kl_schedule: str = "linear"  # linear ramp over kl_ramp of training, or constant
@@ -49,7 +50,8 @@ class Sfsc(Method):
     def __init__(self, options):
         super().__init__(options)
         o = options
-        checks = {"projection": (o.projection, GRANULARITIES + ("none",)), "evidence_fn": (o.evidence_fn, EVIDENCE_KINDS),
+        checks = {"projection": (o.projection, GRANULARITIES + ("none",)), "merge": (o.merge, MERGES),
+                  "evidence_fn": (o.evidence_fn, EVIDENCE_KINDS),
                   "kl_schedule": (o.kl_schedule, ("linear", "constant")),
                   "evidential_logits": (o.evidential_logits, ("linear", "cosine")),
                   "full_width_loss": (o.full_width_loss, ("ce", "evidential"))}
@@ -94,10 +96,10 @@ class Sfsc(Method):
         try:
             if o.projection != "none" and len(grads) > 1:
                 result = project_conflicts(grads, granularity=o.projection, generator=ctx.rng())
-                merged = result.merged()
+                merged = result.merged(o.merge)
                 logs["conflict_share"] = result.conflict_fraction
             else:
-                merged = merge(grads)
+                merged = merge(grads, shared_rule=o.merge)
         finally:
             torch.set_num_threads(threads)
         for n, p in named:
