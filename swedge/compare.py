@@ -153,7 +153,7 @@ def evaluate_run(checkpoint, data, *, batch_size: int = 128, workers: int = 2, p
                 per_query[cell_key(wq, wg)] = [None if np.isnan(v) else round(float(v), 6) for v in r.ap_per_query]
     # Identifies the query list, so paired tests only ever pair the same queries.
     names = "\n".join(f"{Path(r.path).name}|{r.pid}|{r.camid}" for r in splits.query)
-    return {"widths": widths, "map": map_.tolist(), "rank1": rank1.tolist(), "num_queries": len(splits.query),
+    return {"widths": [float(w) for w in widths], "map": map_.tolist(), "rank1": rank1.tolist(), "num_queries": len(splits.query),
             "num_valid_queries": valid, "queries_sha256": hashlib.sha256(names.encode()).hexdigest(),
             "per_query_ap": per_query, "checkpoint_sha256": ckpt.file_sha256}
 
@@ -297,8 +297,8 @@ def build_table(runs: list[dict], *, pairs=(), resamples: int = 10_000, seed: in
     """
     if not runs:
         raise SwedgeError("no run results to summarise")
-    widths = runs[0]["widths"]
-    if any(r["widths"] != widths for r in runs):
+    widths = [float(w) for w in runs[0]["widths"]]  # a run trained just now holds a tuple, a loaded one a list
+    if any([float(w) for w in r["widths"]] != widths for r in runs):
         raise SwedgeError("runs have different widths; compare needs one width list for every method")
     by_label: dict[str, list[dict]] = {}
     for r in runs:

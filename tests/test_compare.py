@@ -75,6 +75,9 @@ def test_build_table_from_fake_results(tmp_path):
 
 
 def test_build_table_single_seed_and_refusals():
+    fresh = fake_run("sfsc", 1, [[40, 50], [48, 60]])
+    fresh["widths"] = tuple(fresh["widths"])  # as a run trained in this process holds it, next to loaded ones
+    assert build_table([fake_run("sfsc", 0, [[40, 50], [48, 60]]), fresh])["widths"] == WIDTHS
     one = build_table([fake_run("unified", 0, [[40, 50], [48, 60]])])
     assert one["rows"][0]["map"]["self"]["0.5"]["std"] is None and one["paired"] == []
     assert "| unified | 1 | 40.00 | 60.00 | 50.00 |" in format_markdown(one)
