@@ -34,7 +34,7 @@ def _paired(table: dict, a: str, b: str) -> dict | None:
     return next((p for p in table["paired"] if (p["a"], p["b"]) == (a, b)), None)
 
 
-def _compatible(table, rows) -> dict:
+def _compatible(rows) -> dict:
     claim = f"{SFSC} is compatible (M[w][1.0] > M[w][w] at every w < 1.0) in every seed"
     if SFSC not in rows:
         return {"claim": claim, "status": "not run", "detail": f"{SFSC} was not run"}
@@ -66,7 +66,7 @@ def _beats_baselines(table, rows) -> list[dict]:
     return out
 
 
-def _self_vs_unified(table, rows) -> dict:
+def _self_vs_unified(rows) -> dict:
     claim = f"{SFSC} self-tests within {SELF_TOLERANCE:g} point of unified (or above) at every width"
     if SFSC not in rows or "unified" not in rows:
         return {"claim": claim, "status": "not run", "detail": f"needs {SFSC} and unified"}
@@ -97,7 +97,7 @@ def ladder(table: dict) -> list[dict]:
 
 def check_claims(table: dict) -> list[dict]:
     rows = _rows(table)
-    return [_compatible(table, rows), *_beats_baselines(table, rows), _self_vs_unified(table, rows)]
+    return [_compatible(rows), *_beats_baselines(table, rows), _self_vs_unified(rows)]
 
 
 def format_claims(claims: list[dict], steps: list[dict]) -> list[str]:

@@ -153,7 +153,7 @@ def evaluate_run(checkpoint, data, *, batch_size: int = 128, workers: int = 2, p
                 per_query[cell_key(wq, wg)] = [None if np.isnan(v) else round(float(v), 6) for v in r.ap_per_query]
     # Identifies the query list, so paired tests only ever pair the same queries.
     names = "\n".join(f"{Path(r.path).name}|{r.pid}|{r.camid}" for r in splits.query)
-    return {"widths": [float(w) for w in widths], "map": map_.tolist(), "rank1": rank1.tolist(), "num_queries": len(splits.query),
+    return {"widths": widths, "map": map_.tolist(), "rank1": rank1.tolist(), "num_queries": len(splits.query),
             "num_valid_queries": valid, "queries_sha256": hashlib.sha256(names.encode()).hexdigest(),
             "per_query_ap": per_query, "checkpoint_sha256": ckpt.file_sha256}
 
@@ -249,7 +249,7 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
         raise SwedgeError(f"no finished runs under {out} for these methods and seeds: nothing to tabulate")
     if not train_missing:
         done = {r["label"] for r in runs}
-        pairs = [(a, b) for a, b in (default_pairs(done) if pairs is None else pairs) if a in done and b in done]
+        pairs = [(a, b) for a, b in pairs if a in done and b in done]  # pairs was resolved at the start
     table = build_table(runs, pairs=pairs, resamples=resamples)
     write_report(table, out)
     return table
