@@ -174,7 +174,7 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
     tabulates the finished runs only (a method without any is left out; pairs then need both methods).
     Returns the table dict.
     """
-    from swedge.trainer import TrainConfig, train as train_one
+    from swedge.trainer import LATER_FIELDS, TrainConfig, train as train_one
 
     out = Path(out)
     validate_methods(specs)
@@ -195,7 +195,7 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
         fp = fingerprint(spec, seed, train)
         if path.is_file():
             done = load_run(path)
-            old = done.get("fingerprint") or {}
+            old = {**LATER_FIELDS, **(done.get("fingerprint") or {})}
             if old != fp:
                 diff = "; ".join(f"{k}: {old.get(k)!r} there, {fp.get(k)!r} now"
                                  for k in sorted(set(old) | set(fp)) if old.get(k) != fp.get(k))

@@ -32,6 +32,12 @@ CKPT_FILE, LOG_FILE, STATE_FILE = "model.safetensors", "train_log.jsonl", "train
 STATE_FORMAT = 1
 # Settings a resumed run may change: they do not change the loss trajectory.
 RESUMABLE_CHANGES = ("out", "workers", "device", "channels_last", "log_every", "max_steps")
+# TrainConfig fields added after runs were already recorded, with the value those runs used.
+LATER_FIELDS = {"optimizer": "adam"}
+# "adam": weight decay is L2 added to the gradient (the seed's recipe), so it is rescaled by Adam's
+# normaliser and weighs more where a method's gradient is smaller (e.g. sfsc's mean over widths).
+# "adamw": decoupled weight decay (Loshchilov & Hutter), independent of the gradient's scale.
+OPTIMIZERS = ("adam", "adamw")
 
 
 @dataclass
@@ -49,6 +55,7 @@ class TrainConfig:
     images_per_id: int = 4  # K of the PK sampler
     lr: float = 3e-3
     weight_decay: float = 5e-4
+    optimizer: str = "adam"  # see OPTIMIZERS
     warmup_epochs: float = 0.3
     grad_clip: float = 10.0
     seed: int = 0
@@ -129,6 +136,8 @@ def train(cfg: TrainConfig, progress: bool = True, *, resume: bool = False, over
     method = method_cls(method_cls.parse_options(cfg.method_options))
     if cfg.batch_shards < 1:
         raise SwedgeError(f"batch_shards must be >= 1, got {cfg.batch_shards}")
+    if cfg.optimizer not in OPTIMIZERS:
+        raise SwedgeError(f"unknown optimizer '{cfg.optimizer}': choose one of {', '.join(OPTIMIZERS)}")
     out = Path(cfg.out)
     _check_out(out, resume, overwrite)
     world, device = distributed.init(cfg.device)
@@ -198,7 +207,7 @@ def _load_state(path: Path, key: dict) -> dict:
     if state.get("format") != STATE_FORMAT:
         raise SwedgeError(f"{path} has trainer-state format {state.get('format')!r}, this swedge reads "
                           f"{STATE_FORMAT}; start a new run")
-    saved = state["key"]
+    saved = {**LATER_FIELDS, **state["key"]}
     diff = [f"{k}: saved {saved.get(k)!r}, now {key.get(k)!r}" for k in sorted(set(saved) | set(key))
             if saved.get(k) != key.get(k)]
     if diff:
@@ -262,7 +271,8 @@ class _Run:
         self.scaler.scale(loss).backward()
 
     def _optimizer(self):
-        optimizer = torch.optim.Adam(self.params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        make = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[self.cfg.optimizer]
+        optimizer = make(self.params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         warmup = int(self.cfg.warmup_epochs * len(self.loader))
         total = self.steps_per_phase
         return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))

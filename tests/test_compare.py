@@ -119,6 +119,16 @@ def test_compare_end_to_end_and_resume(tmp_path, capsys):
     assert (out / "runs" / "sfsc" / "seed0" / "eval.json").stat().st_mtime_ns == stamp
     assert (out / "table.md").read_text() == table_before
 
+    # A run recorded before the --optimizer option existed was trained with Adam: still done.
+    result_path = out / "runs" / "sfsc" / "seed0" / "eval.json"
+    result = json.loads(result_path.read_text())
+    del result["fingerprint"]["optimizer"]
+    result_path.write_text(json.dumps(result))
+    assert main(args) == 0
+    assert "2 already done, 0 to train" in capsys.readouterr().out
+    assert main(args + ["--optimizer", "adamw"]) == 2
+    assert "optimizer: 'adam' there, 'adamw' now" in capsys.readouterr().err
+
     # --table-only with more methods and seeds than are done: tabulates what is there, trains nothing.
     more = ["--methods", "sfsc,sfsc-sum,unified", "--seeds", "2", "--table-only"]
     assert main(args[:1] + more + args[3:5] + args[7:]) == 0

@@ -115,6 +115,33 @@ def test_existing_run_needs_resume_or_force(tiny_data, full_run, tmp_path, capsy
     assert not (run / STATE_FILE).exists()
 
 
+def test_optimizer_choice_is_used_and_recorded(tiny_data, full_run, tmp_path):
+    """adamw (decoupled weight decay) trains other weights than adam from the same seed; unknown names fail."""
+    from swedge.checkpoint import load_checkpoint
+    from swedge.errors import SwedgeError
+
+    path = train(TrainConfig(data=str(tiny_data), out=str(tmp_path / "w"), **ARGS, optimizer="adamw",
+                             weight_decay=0.5), progress=False)
+    assert load_checkpoint(path).meta["training"]["optimizer"] == "adamw"
+    assert load_checkpoint(full_run / "model.safetensors").meta["training"]["optimizer"] == "adam"
+    got, want = load_file(path), load_file(full_run / "model.safetensors")
+    assert any(not torch.equal(got[k], want[k]) for k in want)
+    with pytest.raises(SwedgeError, match="unknown optimizer 'sgd': choose one of adam, adamw"):
+        train(TrainConfig(data=str(tiny_data), out=str(tmp_path / "s"), **ARGS, optimizer="sgd"), progress=False)
+    assert not (tmp_path / "s").exists()
+
+
+def test_state_saved_before_the_optimizer_option_still_resumes(tiny_data, full_run, tmp_path):
+    """Trainer states written before TrainConfig.optimizer existed were trained with Adam: they resume."""
+    run = tmp_path / "run"
+    shutil.copytree(full_run, run)
+    state = torch.load(run / STATE_FILE, weights_only=True)
+    del state["key"]["optimizer"]
+    torch.save(state, run / STATE_FILE)
+    assert main(_cli(tiny_data, run, "--resume")) == 0  # the run was complete: nothing left to train
+    assert main(_cli(tiny_data, run, "--resume", "--optimizer", "adamw")) == 2
+
+
 def test_bf16_autocast_channels_last_and_max_steps_on_cpu(tiny_data, tmp_path):
     """The flags of the GPU smoke run (benchmarks/gpu_smoke.sh), on the CPU."""
     from swedge.checkpoint import load_checkpoint

