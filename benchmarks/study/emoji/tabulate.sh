@@ -1,0 +1,10 @@
+#!/bin/bash
+# Rebuilds table.md / table.json / heatmaps of the emoji study from the finished runs under runs/study-emoji
+# (train nothing: --table-only), with the paired tests every claim needs. Copy the results here afterwards.
+# See README.md next to this file for the commands that trained the runs.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+P=""
+for pr in sfsc,sfsc-sum sfsc,bct-s sfsc,asymmetric-s sfsc,bct sfsc,asymmetric sfsc,unified sfsc-projection-only,sfsc-sum sfsc-uncertainty-only,sfsc-sum; do P="$P --paired $pr"; done
+.venv/bin/swedge compare --methods unified,bct,bct-s,asymmetric,asymmetric-s,sfsc-sum,sfsc-projection-only,sfsc-uncertainty-only,sfsc \
+  --data data/emoji --input-size 32x32 --seeds 3 --out runs/study-emoji --table-only $P "$@"
