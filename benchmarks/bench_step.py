@@ -10,6 +10,10 @@ the trainer does per batch on the CPU (less data loading and the LR schedule):
     sfsc-tensor  sfsc with projection=tensor
     sfsc-kernel  sfsc with projection=kernel
     sfsc-noproj  sfsc with projection=none (diagnostic: sfsc's losses and gradient dicts, plain merge)
+    plain-widths four ordinary models, one per width (each width's slice of the same init, no slicing, no
+                 switchable layers), CE + triplet each: what the four widths' convolutions cost on this CPU
+                 without any SFSC or slimmable machinery, the floor of a 4-width step (diagnostic; its
+                 optimizer steps 1.9x the parameters, so compare forward + backward: "fwd+bwd x full")
 
 Timing: every configuration has its own model (same init) and Adam optimiser in one process, with
 torch.set_num_threads(--threads). After --warmup untimed steps each, ``--repeats`` blocks run; in a block each
@@ -58,6 +62,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import gc
 import json
 import os
@@ -80,6 +85,7 @@ from swedge.host_memory import retain_freed_memory  # noqa: E402
 from swedge.methods import METHODS  # noqa: E402
 from swedge.methods.base import StepContext  # noqa: E402
 from swedge.nn.model import ModelConfig, build_model  # noqa: E402
+from swedge.nn.slicing import slice_model  # noqa: E402
 from swedge.nn.slimmable import DEFAULT_WIDTHS  # noqa: E402
 
 TARGET_TIME_RATIO = 2.0
@@ -100,7 +106,9 @@ CONFIGS = {
     "sfsc-tensor": ("sfsc", ["projection=tensor"], ALL_WIDTHS),
     "sfsc-kernel": ("sfsc", ["projection=kernel"], ALL_WIDTHS),
     "sfsc-noproj": ("sfsc", ["projection=none"], ALL_WIDTHS),
+    "plain-widths": ("sfsc-sum", [], ALL_WIDTHS),  # four ordinary models (see PlainWidths): the kernels' floor
 }
+PLAIN = "plain-widths"
 BASELINE = "full"
 
 
@@ -245,12 +253,36 @@ def make_batch(batch: int, input_hw: tuple[int, int], seed: int = 0):
     return images, labels
 
 
+class PlainWidths(torch.nn.Module):
+    """One ordinary nn.Module per width (``slice_model`` copies of one switchable init, each with its own copy of
+    the classifier), behind the interface the methods use: set_width + forward_train."""
+
+    def __init__(self, switchable: torch.nn.Module):
+        super().__init__()
+        self.widths = switchable.widths
+        self.members = torch.nn.ModuleList(slice_model(switchable, w) for w in self.widths)
+        self.heads = torch.nn.ModuleList(copy.deepcopy(switchable.classifier) for _ in self.widths)
+        self.width = max(self.widths)
+
+    def set_width(self, width: float) -> None:
+        self.width = width
+
+    def forward_train(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        i = self.widths.index(self.width)
+        member = self.members[i]
+        feat = member.neck(member.backbone(x).mean((2, 3)))
+        emb = member.neck_bn(feat)
+        return {"feat": feat, "embedding": emb, "logits": self.heads[i](emb)}
+
+
 def build_bench(name: str, arch: str, images, labels, seed: int = 0) -> Bench:
     method_name, opts, widths = CONFIGS[name]
     cls = METHODS.get(method_name)
     method = cls(cls.parse_options(opts))
     torch.manual_seed(seed)  # every configuration starts from the same weights
     model = build_model(ModelConfig(arch, DEFAULT_WIDTHS, 256, NUM_CLASSES, extra=method.model_extra())).train()
+    if name == PLAIN:
+        model = PlainWidths(model).train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=LR, weight_decay=WEIGHT_DECAY)
     return Bench(name, model, method, widths, optimizer, params, images, labels)
@@ -330,6 +362,9 @@ def run_timing(args, names: list[str], images, labels) -> dict:
             enough = min(res["quiet"]["n"], base["quiet"]["n"]) >= args.min_quiet
             res["ratio_to_full_quiet"] = (res["quiet"]["median_s"]["total"] / base["quiet"]["median_s"]["total"]
                                           if enough else None)
+            # forward + losses + backward (+ projection/merge): train_step, without zero_grad/clip/Adam
+            res["train_step_ratio_to_full"] = (_pick(res, args.min_quiet)[1]["median_s"]["train_step"]
+                                               / _pick(base, args.min_quiet)[1]["median_s"]["train_step"])
     return out
 
 
@@ -490,19 +525,22 @@ def _pick(r: dict, min_quiet: int) -> tuple[str, dict]:
 def report(result: dict) -> list[str]:
     t, m, min_quiet = result["timing"], result.get("memory", {}), result["setup"]["min_quiet"]
     lines = [f"{'config':<12} {'all ms':>7} {'quiet ms':>8} {'quiet n':>8} {'min ms':>7} {'x full':>7} "
-             f"{'x paired':>8} {'x quiet':>7} {'x min':>6}"]
+             f"{'x paired':>8} {'x quiet':>7} {'x min':>6} {'fwd+bwd x':>9}"]
     for name, r in t.items():
         q = r["quiet"]["median_s"]
         lines.append(
             f"{name:<12} {_fmt(r['median_s']['total'], scale=1e3):>7} {_fmt(q and q['total'], scale=1e3):>8} "
             f"{r['quiet']['n']:>4}/{r['n']:<3} {_fmt(r['min_s'], scale=1e3):>7} "
             f"{_fmt(r.get('ratio_to_full_of_medians'), '.2f'):>7} {_fmt(r.get('ratio_to_full_paired'), '.2f'):>8} "
-            f"{_fmt(r.get('ratio_to_full_quiet'), '.2f'):>7} {_fmt(r.get('ratio_to_full_of_mins'), '.2f'):>6}")
+            f"{_fmt(r.get('ratio_to_full_quiet'), '.2f'):>7} {_fmt(r.get('ratio_to_full_of_mins'), '.2f'):>6} "
+            f"{_fmt(r.get('train_step_ratio_to_full'), '.2f'):>9}")
     lines += [
         "  all / quiet / min: median over all timed steps / over quiet steps (run-queue wait <= "
         f"{100 * result['setup']['quiet_wait']:.0f} % of the step) / fastest step;",
         "  x full: ratio of all-step medians; x paired: median of per-block ratios; x quiet, x min: of quiet medians, "
-        "of fastest steps",
+        "of fastest steps;",
+        "  fwd+bwd x: the method's part of the step (forward, losses, backward, projection/merge; no zero_grad, clip, "
+        "Adam), quiet medians (all if too few)",
         "",
         f"{'config':<12} {'fwd ms':>7} {'bwd ms':>7} {'proj ms':>8} {'merge ms':>8} {'post ms':>8} {'post %':>7} "
         f"{'optim ms':>8} {'faults':>7} {'mem MiB':>8} {'x full':>7} {'1st MiB':>8}",

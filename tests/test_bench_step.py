@@ -27,7 +27,8 @@ def test_quick_run_writes_timings_and_checks(bench, tmp_path, torch_threads):
     result = json.loads(out.read_text())
     timing = result["timing"]
     assert set(timing) == {"full", "sfsc"}
-    assert timing["full"]["ratio_to_full_paired"] == 1.0
+    assert timing["full"]["ratio_to_full_paired"] == 1.0 and timing["full"]["train_step_ratio_to_full"] == 1.0
+    assert timing["sfsc"]["train_step_ratio_to_full"] > 0
     sfsc = timing["sfsc"]
     assert sfsc["median_s"]["total"] > 0 and sfsc["median_s"]["project"] > 0 and sfsc["median_s"]["merge"] > 0
     assert 0 < sfsc["after_last_backward_share"] < 1
@@ -48,3 +49,25 @@ def test_memory_child_reports_a_step_peak(bench, torch_threads):
     assert r["first_step_peak_over_setup_mib"] >= 0
     if r["peak_counter"].startswith("VmHWM"):
         assert r["step_peak_over_steady_mib"] is not None and r["step_peak_over_steady_mib"] >= 0
+
+
+def test_plain_widths_floor_computes_the_switchable_models_function(bench, torch_threads):
+    """The floor configuration is only a fair floor if its ordinary per-width models are the same networks."""
+    import torch
+
+    images, labels = bench.make_batch(8, (32, 16))
+    floor = bench.build_bench("plain-widths", "resnet18", images, labels)
+    switchable = bench.build_bench("sfsc-sum", "resnet18", images, labels)  # same seed, same init
+    floor.model.eval()
+    switchable.model.eval()
+    with torch.no_grad():
+        for width in floor.widths:
+            floor.model.set_width(width)
+            switchable.model.set_width(width)
+            a, b = floor.model.forward_train(images), switchable.model.forward_train(images)
+            for key in ("feat", "embedding", "logits"):
+                torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+    floor.model.train()
+    record = floor.step()
+    assert record.train_step > 0 and record.project == 0
+    assert len(floor.params) == sum(1 for p in floor.model.parameters() if p.requires_grad)
