@@ -269,9 +269,8 @@ class PlainWidths(torch.nn.Module):
 
     def forward_train(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         i = self.widths.index(self.width)
-        member = self.members[i]
-        feat = member.neck(member.backbone(x).mean((2, 3)))
-        emb = member.neck_bn(feat)
+        feat = self.members[i].features(x)
+        emb = self.members[i].neck_bn(feat)
         return {"feat": feat, "embedding": emb, "logits": self.heads[i](emb)}
 
 

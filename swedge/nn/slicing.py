@@ -24,8 +24,12 @@ class SlicedEmbedder(nn.Module):
         self.backbone, self.neck, self.neck_bn = backbone, neck, neck_bn
         self.width = width
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pre-BN embedding, as SwitchableEmbedder.features."""
+        return self.neck(self.backbone(x).mean((2, 3)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.neck_bn(self.neck(self.backbone(x).mean((2, 3))))
+        return self.neck_bn(self.features(x))
 
 
 def _replace_switchable(module: nn.Module) -> None:
