@@ -274,7 +274,7 @@ class PlainWidths(torch.nn.Module):
         return {"feat": feat, "embedding": emb, "logits": self.heads[i](emb)}
 
 
-def build_bench(name: str, arch: str, images, labels, seed: int = 0) -> Bench:
+def build_bench(name: str, arch: str, images, labels, seed: int = 0, channels_last: bool = False) -> Bench:
     method_name, opts, widths = CONFIGS[name]
     cls = METHODS.get(method_name)
     method = cls(cls.parse_options(opts))
@@ -282,6 +282,9 @@ def build_bench(name: str, arch: str, images, labels, seed: int = 0) -> Bench:
     model = build_model(ModelConfig(arch, DEFAULT_WIDTHS, 256, NUM_CLASSES, extra=method.model_extra())).train()
     if name == PLAIN:
         model = PlainWidths(model).train()
+    if channels_last:  # as the trainer's --channels-last: weights and every batch in NHWC
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=LR, weight_decay=WEIGHT_DECAY)
     return Bench(name, model, method, widths, optimizer, params, images, labels)
@@ -320,7 +323,7 @@ def _summary(recs: list[StepRecord]) -> dict:
 
 
 def run_timing(args, names: list[str], images, labels) -> dict:
-    benches = [build_bench(n, args.arch, images, labels) for n in names]
+    benches = [build_bench(n, args.arch, images, labels, channels_last=args.channels_last) for n in names]
     with instrumented():
         for _ in range(args.warmup):
             for b in benches:
@@ -394,7 +397,7 @@ def memory_child(args) -> dict:
     """Runs in its own process: peak RSS of one configuration's steps (see the module doc)."""
     torch.set_num_threads(args.threads)
     images, labels = make_batch(args.batch, args.input_hw)
-    bench = build_bench(args.memory_child, args.arch, images, labels)
+    bench = build_bench(args.memory_child, args.arch, images, labels, channels_last=args.channels_last)
     param_bytes = sum(p.numel() * p.element_size() for p in bench.params)
     gc.collect()
     rss_setup = _status_kib("VmRSS")
@@ -434,7 +437,7 @@ def run_memory(args, names: list[str]) -> dict:
         cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", name, "--arch", args.arch,
                "--input", f"{args.input_hw[0]}x{args.input_hw[1]}", "--batch", str(args.batch),
                "--threads", str(args.threads), "--mem-steps", str(args.mem_steps),
-               "--mem-warmup", str(args.mem_warmup)]
+               "--mem-warmup", str(args.mem_warmup)] + (["--channels-last"] if args.channels_last else [])
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"memory child {name} failed:\n{proc.stderr}")
@@ -468,6 +471,8 @@ def parse_args(argv):
     ap.add_argument("--arch", default="resnet18")
     ap.add_argument("--input", dest="input_hw", type=_parse_hw, default=(128, 64), help="HxW (default 128x64)")
     ap.add_argument("--batch", type=int, default=32, help=f"images per step, P ids x K={IMAGES_PER_ID}")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="every configuration in NHWC memory format (the trainer's --channels-last)")
     ap.add_argument("--steps", type=int, default=1, help="consecutive timed steps per configuration per block")
     ap.add_argument("--repeats", type=int, default=8, help="blocks; the configuration order rotates per block")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps per configuration before timing")
@@ -590,7 +595,8 @@ def main(argv=None) -> int:
         print(f"{args.arch} {args.input_hw[0]}x{args.input_hw[1]}, batch {args.batch} ({args.batch // IMAGES_PER_ID}"
               f"x{IMAGES_PER_ID}), {NUM_CLASSES} classes, {args.threads} threads; {args.warmup} warm-up, "
               f"{args.repeats} blocks x {args.steps} steps per config; OMP_WAIT_POLICY {effective}; load avg "
-              f"{load_before[0]:.2f}; allocator: {host_memory}", flush=True)
+              f"{load_before[0]:.2f}; allocator: {host_memory}"
+              + ("; channels_last" if args.channels_last else ""), flush=True)
     flops = {} if args.quick else flop_ratio(args.arch, args.input_hw)
     timing = run_timing(args, names, images, labels)
     load_mid = os.getloadavg()
@@ -624,7 +630,8 @@ def main(argv=None) -> int:
                   "widths": list(ALL_WIDTHS), "threads": args.threads, "warmup": args.warmup, "steps": args.steps,
                   "repeats": args.repeats, "quiet_wait": args.quiet_wait, "min_quiet": args.min_quiet,
                   "optimizer": f"Adam lr={LR} wd={WEIGHT_DECAY}, clip {GRAD_CLIP}",
-                  "quick": args.quick, "host_memory": host_memory},
+                  "quick": args.quick, "host_memory": host_memory,
+                  "memory_format": "channels_last" if args.channels_last else "contiguous"},
         "flops": flops,
         "timing": timing,
         "memory": memory,

@@ -92,6 +92,24 @@ def test_blocked_gram_and_dtypes(monkeypatch, granularity):
     assert res16.merged()["conv.weight"].dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("granularity", ["vector", "tensor", "kernel"])
+@pytest.mark.parametrize("layouts", ["all", "mixed"])
+def test_channels_last_gradients_give_the_same_projection(granularity, layouts):
+    # --channels-last makes conv gradients NHWC; the Gram reads them in memory order (no copy). The result must
+    # not depend on the layout, also when only some widths' gradients are NHWC.
+    grads, shapes = _random_case(seed=5)
+    want = project_conflicts(grads, granularity=granularity, generator=random.Random(2))
+    nhwc = [{k: (v.contiguous(memory_format=torch.channels_last)
+                 if v is not None and v.dim() == 4 and (layouts == "all" or w % 2) else v)
+             for k, v in gw.items()} for w, gw in enumerate(grads)]
+    assert projection._is_nhwc(nhwc[1]["conv.weight"])
+    got = project_conflicts(nhwc, granularity=granularity, generator=random.Random(2))
+    assert got.order == want.order and got.num_conflicts == want.num_conflicts
+    for name in shapes:  # equal up to the summation order of the inner products
+        torch.testing.assert_close(got.coef[name], want.coef[name], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(_flat(got.merged(), shapes), _flat(want.merged(), shapes), rtol=1e-5, atol=1e-6)
+
+
 def test_two_task_conflict_is_removed():
     g0 = {"w": T([1.0, 0.0, 2.0]), "b": T([0.5])}
     g1 = {"w": T([-2.0, 1.0, -1.0]), "b": T([0.1])}

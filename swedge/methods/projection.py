@@ -55,6 +55,18 @@ def _rows(t: torch.Tensor, granularity: str) -> int:
 CHUNK = 1 << 18  # elements per width in one Gram block: 4 widths x 1 MiB stays in cache
 
 
+def _is_nhwc(t: torch.Tensor) -> bool:
+    return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+
+
+def _rows_view(t: torch.Tensor, rows: int, nhwc: bool) -> torch.Tensor:
+    """(rows, -1) of a gradient. Inner products do not depend on the element order, only on every width using
+    the same one: channels_last gradients (--channels-last) are read in their memory order (O, H, W, I), which
+    keeps dim 0 first for the kernel rows and is a view instead of a copy; ``nhwc`` is decided once per parameter
+    so that every width is permuted alike (a width in another layout is copied into that order)."""
+    return (t.permute(0, 2, 3, 1) if nhwc else t).reshape(rows, -1)
+
+
 def _gram(ts: list[torch.Tensor | None], rows: int, buf: list[torch.Tensor]) -> torch.Tensor:
     """(rows, n, n) Gram matrix (float32 or wider) of one parameter's gradients, zeros for missing widths.
 
@@ -65,7 +77,8 @@ def _gram(ts: list[torch.Tensor | None], rows: int, buf: list[torch.Tensor]) -> 
     shapes = {tuple(ts[k].shape) for k in present}
     if len(shapes) > 1:
         raise ValueError(f"one parameter has gradients of different shapes across widths: {sorted(shapes)}")
-    vs = [ts[k].reshape(rows, -1) for k in present]
+    nhwc = _is_nhwc(ts[present[0]])
+    vs = [_rows_view(ts[k], rows, nhwc) for k in present]
     d = vs[0].shape[1]
     step = max(1, CHUNK // d) if rows > 1 else CHUNK  # rows per block, or columns per block when rows == 1
     blocks = []
