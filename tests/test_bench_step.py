@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,3 +74,15 @@ def test_plain_widths_floor_computes_the_switchable_models_function(bench, torch
     assert record.train_step > 0 and record.project == 0
     # one optimizer over every width's model: each member moved
     assert all(not torch.equal(b, m.neck.weight) for b, m in zip(before, floor.model.members))
+
+
+def test_channels_last_configuration_runs_in_nhwc(bench, torch_threads):
+    images, labels = bench.make_batch(8, (32, 16))
+    b = bench.build_bench("sfsc", "resnet18", images, labels, channels_last=True)
+    assert b.images.is_contiguous(memory_format=torch.channels_last) and not b.images.is_contiguous()
+    conv = next(p for p in b.model.parameters() if p.dim() == 4 and p.shape[-1] > 1)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    before = conv.detach().clone()
+    with bench.instrumented():
+        rec = b.step()
+    assert rec.project > 0 and not torch.equal(conv.detach(), before)
