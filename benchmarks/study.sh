@@ -7,7 +7,7 @@
 #   benchmarks/study.sh emoji     # Google vs Twitter emoji (fetched from npm once), 32x32: ~6-8 min a run
 #   benchmarks/study.sh synth --table-only    # tabulate what has finished so far, train nothing
 #
-# 10 rows x 3 seeds = 30 runs per data set. Runs are seed-major (every method at seed 0 first), so stopping
+# 11 rows x 3 seeds = 33 runs per data set (independent trains four full-size members: ~2.5x a run). Runs are seed-major (every method at seed 0 first), so stopping
 # early leaves a fair table; running the same command again resumes, skipping finished runs. Each run keeps
 # its checkpoint and train log under OUT/runs/<label>/seed<s>/. env: SEEDS (3), OUT (runs/study-<data>).
 set -euo pipefail
@@ -17,7 +17,7 @@ shift
 SWEDGE=${SWEDGE:-.venv/bin/swedge}
 SEEDS=${SEEDS:-3}
 OUT=${OUT:-runs/study-$DATA_SET}
-METHODS=unified,bct,bct-s,asymmetric,asymmetric-s,sfsc-sum,sfsc-projection-only,sfsc-uncertainty-only,sfsc
+METHODS=independent,unified,bct,bct-s,asymmetric,asymmetric-s,sfsc-sum,sfsc-projection-only,sfsc-uncertainty-only,sfsc
 METHODS=$METHODS,sfsc-kernel=sfsc   # the best variant measured so far: per-output-kernel projection
 case "$DATA_SET" in
     synth)
