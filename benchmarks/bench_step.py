@@ -52,6 +52,7 @@ OMP_WAIT_POLICY=PASSIVE (``--omp-wait-policy passive`` sets it and re-executes),
     PYTHONPATH=. python benchmarks/bench_step.py                      # ResNet-18, 128x64, batch 32
     PYTHONPATH=. python benchmarks/bench_step.py --omp-wait-policy passive   # the same, stable under load
     PYTHONPATH=. python benchmarks/bench_step.py --steps 2 --repeats 3 --configs full,sfsc
+    PYTHONPATH=. python benchmarks/bench_step.py --channels-last --no-memory   # NHWC, as train --channels-last
     PYTHONPATH=. python benchmarks/bench_step.py --quick --out /tmp/step.json   # smoke test, seconds
 
 Writes benchmarks/results/step.json. Targets (the issue): sfsc step <= 2.0x full (FLOP sum of the four widths

@@ -56,6 +56,7 @@ CHUNK = 1 << 18  # elements per width in one Gram block: 4 widths x 1 MiB stays 
 
 
 def _is_nhwc(t: torch.Tensor) -> bool:
+    """A 4-D tensor stored channels_last (and not also plain-contiguous, as 1x1 kernels can be)."""
     return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
 
 
