@@ -7,8 +7,7 @@
 #   benchmarks/study.sh emoji     # Google vs Twitter emoji (fetched from npm once), 32x32: ~6-8 min a run
 #   benchmarks/study.sh synth --table-only    # tabulate what has finished so far, train nothing
 #
-# 11 rows x 3 seeds = 33 runs per data set (independent trains four full-size members: ~2.5x a run).
-# Runs are seed-major (every method at seed 0 first), so stopping
+# 11 rows x 3 seeds = 33 runs per data set. Runs are seed-major (every method at seed 0 first), so stopping
 # early leaves a fair table; running the same command again resumes, skipping finished runs. Each run keeps
 # its checkpoint and train log under OUT/runs/<label>/seed<s>/. env: SEEDS (3), OUT (runs/study-<data>).
 set -euo pipefail
