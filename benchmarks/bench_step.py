@@ -82,6 +82,7 @@ import torch  # noqa: E402
 
 import swedge.methods.projection as projection_mod  # noqa: E402
 import swedge.methods.sfsc as sfsc_mod  # noqa: E402
+from swedge.contention import run_queue_wait  # noqa: E402
 from swedge.host_memory import retain_freed_memory  # noqa: E402
 from swedge.methods import METHODS  # noqa: E402
 from swedge.methods.base import StepContext  # noqa: E402
@@ -141,18 +142,6 @@ class StepRecord:
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.KEYS}
-
-
-def _run_queue_wait() -> float:
-    """Seconds this process's threads have spent runnable but not running (Linux schedstat), -1 if unavailable."""
-    total = 0
-    try:
-        for tid in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{tid}/schedstat") as fh:
-                total += int(fh.read().split()[1])
-    except (OSError, IndexError, ValueError):
-        return -1.0
-    return total / 1e9
 
 
 class _Probe:
@@ -225,7 +214,7 @@ class Bench:
         PROBE.record = rec
         try:
             f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            w0, c0 = _run_queue_wait(), time.process_time()
+            w0, c0 = run_queue_wait(), time.process_time()
             t0 = time.perf_counter()
             self.optimizer.zero_grad(set_to_none=True)
             self.method.train_step(model, self.images, self.labels, ctx)
@@ -233,7 +222,7 @@ class Bench:
             torch.nn.utils.clip_grad_norm_(self.params, GRAD_CLIP)
             self.optimizer.step()
             t2 = time.perf_counter()
-            c1, w1 = time.process_time(), _run_queue_wait()
+            c1, w1 = time.process_time(), run_queue_wait()
             rec.faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
         finally:
             PROBE.record = None

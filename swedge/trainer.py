@@ -11,6 +11,7 @@ import io
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -20,6 +21,7 @@ import torch
 
 from swedge import distributed
 from swedge.checkpoint import save_checkpoint
+from swedge.contention import ContentionWatch
 from swedge.errors import SwedgeError
 from swedge.host_memory import retain_freed_memory
 from swedge.io import atomic_write_bytes
@@ -31,6 +33,9 @@ from swedge.nn.slimmable import DEFAULT_WIDTHS
 CKPT_FILE, LOG_FILE, STATE_FILE = "model.safetensors", "train_log.jsonl", "trainer_state.pt"
 STATE_FORMAT = 1
 # Settings a resumed run may change: they do not change the loss trajectory.
+# Train-log fields about the machine (how long, how contended), not about what was learned: they differ between
+# otherwise identical runs.
+MACHINE_LOG_FIELDS = ("elapsed_s", "cpu_wait_share", "peak_mem_gib")
 RESUMABLE_CHANGES = ("out", "workers", "device", "channels_last", "log_every", "max_steps")
 # TrainConfig fields added after runs were already recorded, with the value those runs used.
 LATER_FIELDS = {"optimizer": "adam"}
@@ -295,6 +300,7 @@ class _Run:
         bar = tqdm(total=self.total, initial=step, desc=f"train {cfg.method}", unit="step", dynamic_ncols=True,
                    disable=not (progress and self.world.main))
         log = self._open_log(step) if self.world.main else None
+        watch = ContentionWatch() if self.device_type == "cpu" and self.world.main else None
         try:
             for phase in range(phase0, len(self.phases)):
                 widths = self.phases[phase]
@@ -328,6 +334,10 @@ class _Run:
                             if self.device_type == "cuda":
                                 peak = torch.cuda.max_memory_allocated(cfg.device)
                                 record["peak_mem_gib"] = round(peak / 2**30, 3)
+                            if watch is not None and (wait := watch.sample()) is not None:
+                                record["cpu_wait_share"] = round(wait, 3)
+                                if (advice := watch.advice(wait)) is not None:
+                                    bar.write(advice, file=sys.stderr)
                             if log is not None:
                                 log.write(json.dumps(record) + "\n")
                                 log.flush()

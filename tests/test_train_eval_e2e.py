@@ -1,6 +1,7 @@
 """End to end on a tiny generated data set: synth -> train (sfsc-sum, 1 epoch) -> checkpoint -> eval matrix."""
 
 import json
+import os
 
 import pytest
 
@@ -26,6 +27,8 @@ def test_train_then_eval(tiny_data, tmp_path, capsys):
     assert ckpt.is_file()
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     assert log and {"loss@0.5", "loss@1.0", "ce@0.5", "triplet@1.0"} <= set(log[-1])
+    if os.path.exists("/proc/self/task"):  # Linux: how much the run waited for a core (the shared-CPU warning)
+        assert all(r["cpu_wait_share"] >= 0 for r in log)
 
     out_json = tmp_path / "eval.json"
     assert main(["eval", str(ckpt), "--data", str(tiny_data), "--json", str(out_json), "--workers", "0"]) == 0
