@@ -24,12 +24,15 @@ the ranks start identical and keep rank 0's BN running statistics. Projection or
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Sampler
+
+from swedge.errors import SwedgeError
 
 
 @dataclass(frozen=True)
@@ -55,11 +58,24 @@ def init(device: str) -> tuple[World, str]:
         return World(), device
     local = int(os.environ["LOCAL_RANK"])
     cuda = torch.device(device).type == "cuda"
+    backend = "nccl" if cuda else "gloo"
     if cuda:
-        device = f"cuda:{local}"
+        gpus, per_node = torch.cuda.device_count(), int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        if gpus == 0:
+            raise SwedgeError("--device cuda under torchrun, but this process sees no CUDA GPU "
+                              "(check CUDA_VISIBLE_DEVICES, or train with --device cpu)")
+        if per_node > gpus:
+            # NCCL refuses two ranks on one GPU; gloo reduces CUDA tensors through host memory. Slow, but it
+            # runs the whole DDP path on a one-GPU machine (benchmarks/gpu_smoke.sh uses it for that).
+            backend = "gloo"
+            if local == 0:
+                print(f"swedge: {per_node} processes share {gpus} GPU(s): the gloo backend reduces gradients "
+                      "through host memory (NCCL needs one GPU per process); use it to test, not for speed",
+                      file=sys.stderr)
+        device = f"cuda:{local % gpus}"
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
+        dist.init_process_group(backend)
     return World(dist.get_rank(), dist.get_world_size()), device
 
 

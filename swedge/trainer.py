@@ -126,7 +126,8 @@ def build_train_loader(cfg: TrainConfig, world: distributed.World = distributed.
     pk = PKSampler(labels, cfg.ids_per_batch * cfg.images_per_id, cfg.images_per_id, seed=cfg.seed)
     batches = distributed.StepBatches(pk, world, cfg.batch_shards)
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=cfg.workers,
-                        persistent_workers=cfg.workers > 0)
+                        persistent_workers=cfg.workers > 0,
+                        pin_memory=torch.device(cfg.device).type == "cuda")  # lets .to(non_blocking) overlap
     return loader, batches, len(id_map), preprocess
 
 

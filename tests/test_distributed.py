@@ -148,3 +148,30 @@ def test_two_processes_match_one_with_the_same_global_batch(method, tiny_data, t
     distance = norm(w2[k] - w1[k] for k in params) / norm(w1[k] for k in params)
     assert distance <= WEIGHT_TOL, distance
     assert read_metadata(two / "model.safetensors")["training"]["world_size"] == 2
+
+
+@pytest.mark.parametrize("gpus, local, expect", [(2, 1, ("nccl", "cuda:1")), (1, 1, ("gloo", "cuda:0")),
+                                                  (0, 0, None)])
+def test_cuda_ranks_get_a_gpu_each_or_share_one_through_gloo(monkeypatch, gpus, local, expect):
+    """The device and backend ``distributed.init`` picks under torchrun --nproc_per_node=2 --device cuda:
+    a GPU per rank with NCCL; on a one-GPU machine both ranks share it through gloo (NCCL refuses two ranks
+    on one GPU); no GPU: a clear error. Runs here without CUDA: the CUDA and process-group calls are faked."""
+    from swedge import distributed
+    from swedge.errors import SwedgeError
+
+    chosen = {}
+    for key, value in {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "LOCAL_RANK": str(local)}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: chosen.update(device=d))
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda backend: chosen.update(backend=backend))
+    monkeypatch.setattr(distributed.dist, "get_rank", lambda: local)
+    monkeypatch.setattr(distributed.dist, "get_world_size", lambda: 2)
+    if expect is None:
+        with pytest.raises(SwedgeError, match="sees no CUDA GPU"):
+            distributed.init("cuda")
+        return
+    world, device = distributed.init("cuda")
+    assert (chosen["backend"], device, chosen["device"]) == (expect[0], expect[1], expect[1])
+    assert world == distributed.World(local, 2)
