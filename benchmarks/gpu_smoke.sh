@@ -15,8 +15,8 @@
 # env: PY (python to use), WORK (/tmp/swedge_gpu_smoke), STEPS (300), BASE_STEPS (100), FP16_STEPS (60),
 #      DDP_STEPS (60), IDS (1000), P (16 ids per batch, K=4), WORKERS (data-loading processes per GPU, 12),
 #      DEVICE (cuda; DEVICE=cpu with small counts rehearses the script on a machine without a GPU)
-# Works offline: it installs nothing when a python with torch is at hand (the source tree goes on PYTHONPATH);
-# only without one does it create .venv and pip-install swedge[torch].
+# Works offline: with a python that has torch, this checkout is built into $WORK/site (no dependencies, no
+# network) unless swedge is installed already; only without such a python does it create .venv and pip-install swedge[torch].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WORK:-/tmp/swedge_gpu_smoke}
@@ -30,6 +30,7 @@ WORKERS=${WORKERS:-12}
 DEVICE=${DEVICE:-cuda}
 RESULT=${OUT:-$WORK}/gpu_smoke.json
 mkdir -p "$WORK" "$(dirname "$RESULT")"
+WORK=$(realpath "$WORK") RESULT=$(realpath "$RESULT")
 export PYTHONUNBUFFERED=1
 stage() { echo; echo "=== [$(date +%H:%M:%S)] $*"; }
 usable() {  # a python whose torch can run on $DEVICE
@@ -49,7 +50,14 @@ if [ -z "${PY:-}" ]; then
     PY=.venv/bin/python
 fi
 usable "$PY" || { echo "ERROR: $PY has no CUDA-enabled torch (or no GPU is visible)"; exit 1; }
-"$PY" -c "import swedge" 2>/dev/null || export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+case $PY in /*) ;; */*) PY=$PWD/$PY ;; esac
+cd "$WORK"  # from here on: outside the source tree, whose swedge/ would shadow the installed package
+if ! "$PY" -c "import swedge.runtimes" 2>/dev/null; then
+    # The source tree alone is not importable (swedge.runtimes etc. live in top-level folders, mapped by
+    # pyproject.toml): build this checkout into a scratch folder, offline, without its dependencies.
+    "$PY" -m pip install -q --no-deps --no-build-isolation --no-index --target "$WORK/site" --upgrade "$OLDPWD"
+    export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
 "$PY" -c "import swedge, sys, torch; print('python', sys.executable, '| torch', torch.__version__,
 '| swedge', swedge.__version__, '|', torch.cuda.device_count(), 'x',
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"
