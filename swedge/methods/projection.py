@@ -48,6 +48,15 @@ def _names(grads: Grads) -> list[str]:
     return list(dict.fromkeys(name for gw in grads for name in gw))  # union, first-seen order
 
 
+def _only_present(ts: list[torch.Tensor | None]) -> int | None:
+    """The index of the one width that has this gradient, if exactly one has it (a width-private parameter).
+    Such parameters are many (switchable BN: one set per width) and tiny: their norms and merge weights go
+    through one batched (foreach) operation each instead of a few operations per tensor, which on a GPU is
+    the difference between a few launches and thousands."""
+    present = [k for k, t in enumerate(ts) if t is not None]
+    return present[0] if len(present) == 1 else None
+
+
 def _rows(t: torch.Tensor, granularity: str) -> int:
     return t.shape[0] if granularity == "kernel" and t.dim() >= 2 else 1
 
@@ -93,10 +102,15 @@ def _gram(ts: list[torch.Tensor | None], rows: int, buf: list[torch.Tensor]) -> 
         for k, p in enumerate(part):
             stacked[:, k].copy_(p)
         blocks.append(stacked @ stacked.mT)
-    piece = torch.cat(blocks) if rows > 1 else torch.stack(blocks).sum(0)
+    piece = torch.cat(blocks) if rows > 1 else blocks[0] if len(blocks) == 1 else torch.stack(blocks).sum(0)
+    if m == n:
+        return piece
+    # Some widths lack this parameter (usually all but one: a width-private BN). Python-int indexing: an index
+    # tensor would be one host-to-device copy per parameter, each waiting for the GPU's queue to drain.
     out = piece.new_zeros(rows, n, n)
-    idx = torch.tensor(present, device=out.device)
-    out[:, idx[:, None], idx[None, :]] = piece
+    for a, ka in enumerate(present):
+        for b, kb in enumerate(present):
+            out[:, ka, kb] = piece[:, a, b]
     return out
 
 
@@ -152,17 +166,24 @@ def _merge(grads: Grads, used: list[set[str]], coef: dict[str, torch.Tensor] | N
            shared_rule: str = "mean") -> dict[str, torch.Tensor]:
     if shared_rule not in MERGES:
         raise ValueError(f"unknown merge {shared_rule!r}; choose one of {', '.join(MERGES)}")
-    n = len(grads)
+    n, names = len(grads), _names(grads)
     shared = set.intersection(*map(set, used)) if used and shared_rule == "mean" else set()
-    out = {}
+    out, solo = {}, ([], [], [])  # solo: names, tensors, scales
     with torch.no_grad():
-        for name in _names(grads):
+        for name in names:
             scale = 1.0 / n if name in shared else 1.0
             w = torch.ones(1, n, dtype=torch.float64) if coef is None else coef[name].sum(1)  # sum_i A[:, i, k]
-            merged = _combine([gw.get(name) for gw in grads], w * scale)
-            if merged is not None:
+            ts = [gw.get(name) for gw in grads]
+            k = _only_present(ts)
+            if k is not None and w.shape[0] == 1:  # one width's gradient times one weight: batched below
+                if (s := float(w[0, k]) * scale) != 0.0:
+                    for part, value in zip(solo, (name, ts[k], s)):
+                        part.append(value)
+            elif (merged := _combine(ts, w * scale)) is not None:
                 out[name] = merged
-    return out
+        if solo[0]:
+            out.update(zip(solo[0], torch._foreach_mul(solo[1], solo[2])))
+    return {name: out[name] for name in names if name in out}
 
 
 def merge(grads: Grads, used: list[set[str]] | None = None, shared_rule: str = "mean") -> dict[str, torch.Tensor]:
@@ -226,15 +247,33 @@ def project_conflicts(grads: Grads, *, granularity: str = "vector",
         raise ValueError("need at least one width's gradients")
     n, names = len(grads), _names(grads)
     with torch.no_grad():
-        device = next((t.device for gw in grads for t in gw.values() if t is not None), torch.device("cpu"))
-        pieces, sizes, buf = [torch.zeros(0, n, n, device=device)], [], [torch.empty(0)]
+        pieces: list[torch.Tensor | None] = []  # per parameter, (rows, n, n), ends as float64 on the CPU
+        sizes, buf, on_device = [], [torch.empty(0)], []
+        solo: list[tuple[int, int, torch.Tensor]] = []  # (piece index, width, gradient)
         for name in names:
             ts = [gw.get(name) for gw in grads]
             first = next((t for t in ts if t is not None), None)
-            piece = torch.zeros(1, n, n, device=device) if first is None else _gram(ts, _rows(first, granularity), buf)
-            pieces.append(piece.double())
-            sizes.append(piece.shape[0])
-        gram = torch.cat(pieces).cpu()  # one transfer: the decisions below run on the CPU, in float64
+            rows = 1 if first is None else _rows(first, granularity)
+            if first is None:
+                pieces.append(torch.zeros(1, n, n, dtype=torch.float64))
+            elif (k := _only_present(ts)) is not None and rows == 1:
+                solo.append((len(pieces), k, first))
+                pieces.append(None)  # from the batched norms below
+            else:
+                on_device.append(len(pieces))
+                pieces.append(_gram(ts, rows, buf))
+            sizes.append(rows)
+        # One transfer each: the decisions below run on the CPU, in float64.
+        if on_device:
+            moved = torch.cat([pieces[i] for i in on_device]).double().cpu()
+            for i, piece in zip(on_device, moved.split([pieces[i].shape[0] for i in on_device])):
+                pieces[i] = piece
+        if solo:
+            sq_norms = (torch.stack(torch._foreach_norm([t for _, _, t in solo])).double() ** 2).cpu()
+            for (i, k, _), sq in zip(solo, sq_norms):
+                pieces[i] = torch.zeros(1, n, n, dtype=torch.float64)
+                pieces[i][0, k, k] = sq
+        gram = torch.cat(pieces) if pieces else torch.zeros(0, n, n, dtype=torch.float64)
         if granularity == "vector":
             gram = gram.sum(0, keepdim=True)
         elif granularity == "tensor":
