@@ -19,7 +19,10 @@ writes OUT/model.safetensors (all widths in one file; rewritten atomically after
 OUT/trainer_state.pt (for --resume), OUT/train_log.jsonl (per-step losses per width; on CPU also cpu_wait_share,
 the time its threads waited for a core, with a warning when other jobs slow the run) and OUT/train_log.png.
 Evaluate with: swedge eval OUT/model.safetensors --data DIR
-Under torchrun every process takes its own PK batches: the global batch is processes x P x K.
+Under torchrun every process takes its own PK batches: the global batch is processes x P x K. One process per
+GPU uses NCCL; with more processes than GPUs they share the GPUs through gloo (to test the DDP path, not fast).
+On a GPU the four widths' step is launch-bound at small batches: on an H100, ResNet-50 at 256x128, it cost
+4x a full-width step with 64 images and 3x with 256 (benchmarks/gpu_h100/).
 """
 
 
