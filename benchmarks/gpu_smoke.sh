@@ -48,7 +48,7 @@ if [ -z "${PY:-}" ]; then
     done
 fi
 if [ -z "${PY:-}" ]; then
-    echo "no python with CUDA torch found: creating .venv (needs network)"
+    echo "no python with torch for $DEVICE found: creating .venv (needs network)"
     python3 -m venv .venv
     .venv/bin/pip install -q -e '.[torch]'
     PY=.venv/bin/python
