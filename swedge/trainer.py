@@ -32,10 +32,10 @@ from swedge.nn.slimmable import DEFAULT_WIDTHS
 
 CKPT_FILE, LOG_FILE, STATE_FILE = "model.safetensors", "train_log.jsonl", "trainer_state.pt"
 STATE_FORMAT = 1
-# Settings a resumed run may change: they do not change the loss trajectory.
 # Train-log fields about the machine (how long, how contended), not about what was learned: they differ between
 # otherwise identical runs.
 MACHINE_LOG_FIELDS = ("elapsed_s", "cpu_wait_share", "peak_mem_gib")
+# Settings a resumed run may change: they do not change the loss trajectory.
 RESUMABLE_CHANGES = ("out", "workers", "device", "channels_last", "log_every", "max_steps")
 # TrainConfig fields added after runs were already recorded, with the value those runs used.
 LATER_FIELDS = {"optimizer": "adam"}
