@@ -142,6 +142,10 @@ def train(cfg: TrainConfig, progress: bool = True, *, resume: bool = False, over
     method = method_cls(method_cls.parse_options(cfg.method_options))
     if cfg.batch_shards < 1:
         raise SwedgeError(f"batch_shards must be >= 1, got {cfg.batch_shards}")
+    if cfg.ids_per_batch < 2:
+        raise SwedgeError(f"--ids-per-batch (P) must be >= 2, got {cfg.ids_per_batch}: a PK batch of one identity "
+                          "trains nothing (batch norm subtracts what its images share, so the classifier sees no "
+                          "identity, and batch-hard triplet finds no negative)")
     if cfg.optimizer not in OPTIMIZERS:
         raise SwedgeError(f"unknown optimizer '{cfg.optimizer}': choose one of {', '.join(OPTIMIZERS)}")
     out = Path(cfg.out)

@@ -51,5 +51,7 @@ def test_train_rejects_bad_input(tiny_data, tmp_path, capsys):
     assert "has no option" in capsys.readouterr().err
     assert main(base + ["--ids-per-batch", "50"]) == 2
     assert "need at least" in capsys.readouterr().err
+    assert main(base + ["--ids-per-batch", "1"]) == 2  # one identity per batch: BN removes the identity signal
+    assert "must be >= 2" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r2")]) == 2
     assert not (tmp_path / "r" / "model.safetensors").exists()
