@@ -174,7 +174,8 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
     tabulates the finished runs only (a method without any is left out; pairs then need both methods).
     Returns the table dict.
     """
-    from swedge.trainer import LATER_FIELDS, TrainConfig, train as train_one
+    from swedge.train_config import LATER_FIELDS, TrainConfig
+    from swedge.trainer import train as train_one
 
     out = Path(out)
     validate_methods(specs)

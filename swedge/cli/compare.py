@@ -33,7 +33,7 @@ within 1 point of unified; and the ablation ladder sfsc-sum -> +projection -> +u
 
 
 def register(sub) -> None:
-    from swedge.trainer import TrainConfig  # like `swedge train`: its defaults show in --help
+    from swedge.train_config import TrainConfig  # like `swedge train`: its defaults show in --help
 
     d = TrainConfig(data="", out="")
     p = sub.add_parser("compare", help="train methods x seeds and tabulate self/cross-tests with paired tests",

@@ -27,7 +27,7 @@ On a GPU the four widths' step is launch-bound at small batches: on an H100, Res
 
 
 def register(sub) -> None:
-    from swedge.trainer import TrainConfig
+    from swedge.train_config import TrainConfig
 
     d = TrainConfig(data="", out="")
     p = sub.add_parser("train", help="train a width-switchable checkpoint", epilog=EXAMPLES + _methods_help(),
@@ -62,7 +62,8 @@ def _methods_help() -> str:
 
 def run(args) -> int:
     from swedge.errors import SwedgeError
-    from swedge.trainer import TrainConfig, train
+    from swedge.train_config import TrainConfig
+    from swedge.trainer import train
 
     if args.resume and args.force:
         raise SwedgeError("--resume continues the run in OUT and --force replaces it: choose one")
