@@ -164,6 +164,9 @@ def _fmt_duration(seconds: float) -> str:
     return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
 
 
+MIN_RESAMPLES = 100
+
+
 def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dict, *,
                 pairs: list[tuple[str, str]] | None = None, resamples: int = 10_000, progress: bool = True,
                 train_missing: bool = True, echo=print) -> dict:
@@ -174,9 +177,12 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
     tabulates the finished runs only (a method without any is left out; pairs then need both methods).
     Returns the table dict.
     """
-    from swedge.train_config import LATER_FIELDS, TrainConfig
+    from swedge.train_config import LATER_FIELDS, TrainConfig, check_config
     from swedge.trainer import train as train_one
 
+    if resamples < MIN_RESAMPLES:
+        raise SwedgeError(f"--resamples must be >= {MIN_RESAMPLES} for a paired test's interval, got {resamples}")
+    check_config(TrainConfig(data=str(data), out=str(out), **train))  # before hours of training, not after
     out = Path(out)
     validate_methods(specs)
     labels = [s.label for s in specs]

@@ -111,7 +111,7 @@ def check_device(device: str) -> None:
     if not torch.cuda.is_available():
         build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
         raise SwedgeError(f"--device {device}: no CUDA GPU is usable here (torch {torch.__version__}, {build}); "
-                          "train with --device cpu, or install a CUDA build of torch on a machine with a GPU")
+                          "use --device cpu, or install a CUDA build of torch on a machine with a GPU")
     if dev.index is not None and dev.index >= torch.cuda.device_count():
         raise SwedgeError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
                           f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")

@@ -89,6 +89,17 @@ def test_build_table_single_seed_and_refusals():
                     pairs=[("a", "b")], resamples=100)
 
 
+def test_compare_checks_its_settings_before_training(tmp_path, capsys):
+    from swedge.cli import main
+
+    base = ["compare", "--methods", "sfsc", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "cmp")]
+    assert main(base + ["--resamples", "10"]) == 2
+    assert "--resamples must be >= 100" in capsys.readouterr().err
+    assert main(base + ["--epochs", "0"]) == 2
+    assert "--epochs must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "cmp").exists()
+
+
 @pytest.mark.slow
 def test_compare_end_to_end_and_resume(tmp_path, capsys):
     from swedge.cli import main
@@ -122,7 +133,8 @@ def test_compare_end_to_end_and_resume(tmp_path, capsys):
     # A run recorded before the --optimizer option existed was trained with Adam: still done.
     result_path = out / "runs" / "sfsc" / "seed0" / "eval.json"
     result = json.loads(result_path.read_text())
-    del result["fingerprint"]["optimizer"]
+    for later in ("optimizer", "schedule", "decay_epochs", "decay_rate"):
+        del result["fingerprint"][later]
     result_path.write_text(json.dumps(result))
     assert main(args) == 0
     assert "2 already done, 0 to train" in capsys.readouterr().out

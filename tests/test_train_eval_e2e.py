@@ -31,6 +31,8 @@ def test_train_then_eval(tiny_data, tmp_path, capsys):
         assert all(r["cpu_wait_share"] >= 0 for r in log)
 
     out_json = tmp_path / "eval.json"
+    assert main(["eval", str(ckpt), "--data", str(tiny_data), "--batch-size", "0"]) == 2
+    assert "--batch-size must be >= 1" in capsys.readouterr().err
     assert main(["eval", str(ckpt), "--data", str(tiny_data), "--json", str(out_json), "--workers", "0"]) == 0
     printed = capsys.readouterr().out
     assert "query w=0.5" in printed

@@ -36,10 +36,15 @@ def run(args) -> int:
     from pathlib import Path
 
     from swedge.checkpoint import load_checkpoint
+    from swedge.errors import SwedgeError
     from swedge.evaluate import evaluate_checkpoint
     from swedge.io import atomic_write_json
     from swedge.report.heatmap import save_heatmap
+    from swedge.train_config import check_device
 
+    if args.batch_size < 1 or args.workers < 0:
+        raise SwedgeError(f"--batch-size must be >= 1 and --workers >= 0, got {args.batch_size} and {args.workers}")
+    check_device(args.device)
     ckpt = load_checkpoint(args.checkpoint, widths=args.widths)
     matrix = evaluate_checkpoint(ckpt, args.data, widths=args.widths, batch_size=args.batch_size,
                                  workers=args.workers, device=args.device)
