@@ -31,3 +31,12 @@ def test_torch_baseline_is_skipped_when_the_checkpoint_changed(onnx_bundle, tiny
     torch_rows = [t for t in timings if t.runtime == "torch"]
     assert torch_rows and all(t.status == "skipped" and "sha256 differs" in t.reason for t in torch_rows)
     assert all(t.status == "ok" for t in timings if t.runtime == "onnxruntime")
+
+
+def test_bench_rejects_bad_counts(onnx_bundle, capsys):
+    counts = "--iters and --threads must be >= 1 and --warmup >= 0"
+    for bad, says in ((["--iters", "0"], counts), (["--warmup", "-1"], counts), (["--threads", "0"], counts),
+                      (["--batches", "0"], "--batches must be positive integers"),
+                      (["--batches", "1,x"], "--batches must be positive integers")):
+        assert main(["bench", str(onnx_bundle), *bad]) == 2
+        assert says in capsys.readouterr().err

@@ -48,6 +48,7 @@ def format_timings(timings) -> str:
 def run(args) -> int:
     from pathlib import Path
 
+    from swedge.errors import SwedgeError
     from swedge.io import atomic_write_json
     from swedge.runtimes.bench import bench_bundle, save_plot
 
@@ -55,7 +56,12 @@ def run(args) -> int:
     try:
         batches = [int(b) for b in split(args.batches)]
     except ValueError:
-        raise SystemExit(f"swedge bench: error: --batches must be integers like 1,32, got '{args.batches}'")
+        batches = []
+    if not batches or min(batches) < 1:
+        raise SwedgeError(f"--batches must be positive integers like 1,32, got '{args.batches}'")
+    if args.iters < 1 or args.warmup < 0 or args.threads < 1:
+        raise SwedgeError(f"--iters and --threads must be >= 1 and --warmup >= 0, got {args.iters}, {args.threads} "
+                          f"and {args.warmup}")
     timings = bench_bundle(args.bundle, batches=batches, warmup=args.warmup, iters=args.iters, threads=args.threads,
                            runtimes=split(args.runtime), formats=split(args.formats), torch_baseline=not args.no_torch,
                            checkpoint=args.checkpoint)
