@@ -45,6 +45,9 @@ def run(args) -> int:
     from swedge.runtimes.thresholds import Thresholds
     from swedge.runtimes.verify import verify_bundle
 
+    if args.batch < 1 or (args.threads is not None and args.threads < 1):
+        # Not an artifact's fault: without this check every artifact would fail and the report would blame them.
+        raise SwedgeError(f"--batch and --threads must be >= 1, got {args.batch} and {args.threads}")
     if args.runtime:
         from swedge.runtimes import RUNNER_MODULES
 

@@ -107,6 +107,12 @@ def test_unknown_runtime_name_gets_a_suggestion(bundle, capsys):
     assert rc == 2 and "did you mean 'onnxruntime'" in capsys.readouterr().err
 
 
+def test_bad_batch_or_threads_is_a_usage_error_not_failed_artifacts(bundle, capsys):
+    for bad in (["--batch", "0"], ["--threads", "0"]):
+        assert main(["verify", str(bundle), "--quiet", *bad]) == 2
+        assert "--batch and --threads must be >= 1" in capsys.readouterr().err
+
+
 def test_baseline_checks_new_queries_against_the_old_gallery(bundle, tmp_path):
     report = verify_bundle(bundle, baseline=bundle, progress=False)
     assert report.passed and report.baseline["checkpoint_sha256"]
