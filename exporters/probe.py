@@ -58,7 +58,12 @@ def build_probe(data_dir, preprocess: Preprocess, *, max_images: int = DEFAULT_P
     if not splits.query or not splits.gallery:
         raise DataError(f"{data_dir} has no query/gallery images (query/ and bounding_box_test/): the probe set "
                         "needs a Market-1501 test split; pass --probe DIR")
+    if max_images < 1:
+        raise DataError(f"--probe-size must be >= 1, got {max_images}")
     query, gallery = select_probe(splits.query, splits.gallery, max_images, seed)
+    if (ids := len({r.pid for r in query})) < 2:
+        raise DataError(f"the probe set holds {ids} query identity; retrieval mAP needs at least 2 (with one, every "
+                        f"ranking is perfect): raise --probe-size (now {max_images}) or use a larger --probe set")
     records = query + gallery
     inputs = np.empty((len(records), 3, *preprocess.size), np.float32)
     for i, r in enumerate(tqdm(records, desc="probe", unit="img", disable=not progress, leave=False)):

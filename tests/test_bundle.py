@@ -65,8 +65,10 @@ def _export(args, capsys):
     ("--formats", "onnxx", "Did you mean 'onnx'?"),
     ("--precisions", "fp61", "Did you mean 'fp16'?"),
     ("--widths", "0.3", "0.3"),
+    ("--probe-size", "0", "--probe-size must be >= 1"),
+    ("--probe-size", "1", "retrieval mAP needs at least 2"),  # one identity: every ranking would be perfect
 ])
-def test_bad_names_are_refused_with_a_suggestion(flag, value, message, tiny_checkpoint, tiny_market, tmp_path, capsys):
+def test_bad_flag_values_are_refused_before_anything_is_written(flag, value, message, tiny_checkpoint, tiny_market, tmp_path, capsys):
     args = [tiny_checkpoint, "--out", tmp_path / "o", "--probe", tiny_market, "--precisions", "fp32", flag, value]
     rc, cap = _export(args, capsys)
     assert rc == 2 and message in cap.err and "Traceback" not in cap.err
