@@ -123,9 +123,10 @@ def test_a_killed_export_leaves_nothing_that_looks_like_a_bundle(tiny_checkpoint
 
 def test_export_cli_prints_a_summary_table(tiny_checkpoint, tiny_market, tmp_path, capsys):
     rc, cap = _export([tiny_checkpoint, "--out", tmp_path / "o", "--formats", "onnx", "--widths", "0.25",
-                       "--precisions", "fp32", "--probe", tiny_market, "--json", tmp_path / "s.json"], capsys)
+                       "--precisions", "fp32", "--probe", tiny_market, "--json", tmp_path / "s.json", "--quiet"], capsys)
     assert rc == 0
     assert "format  width  precision" in cap.out and "1 ok, 0 skipped, 0 failed" in cap.out
+    assert "export:" not in cap.err and "probe:" not in cap.err  # --quiet: no progress bars
     assert json.loads((tmp_path / "s.json").read_text())["artifacts"][0]["status"] == "ok"
 
 

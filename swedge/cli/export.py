@@ -56,6 +56,7 @@ def register(sub) -> None:
     p.add_argument("--max-batch", type=int, default=64, help="largest batch of the dynamic batch dimension")
     p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
     p.add_argument("--json", default=None, help="also write the export summary as JSON here")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
@@ -98,7 +99,7 @@ def run(args) -> int:
                       calib=Path(args.calib) if args.calib else None, calib_size=args.calib_size,
                       probe=Path(args.probe) if args.probe else None, probe_size=args.probe_size,
                       max_batch=args.max_batch, force=args.force)
-    manifest = export_bundle(plan)
+    manifest = export_bundle(plan, progress=not args.quiet)
     print(format_summary(manifest))
     counts = {s: sum(a["status"] == s for a in manifest["artifacts"]) for s in ("ok", "skipped", "failed")}
     print(f"\nbundle: {args.out}  ({counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed)"
