@@ -33,6 +33,7 @@ def run_demo(cfg: DemoConfig, say=print) -> dict:
     from swedge.report.table import text_table
 
     out = Path(cfg.out)
+    _check(cfg, out)
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     result: dict = {"out": str(out)}
@@ -49,6 +50,23 @@ def run_demo(cfg: DemoConfig, say=print) -> dict:
     return result
 
 
+def _check(cfg: DemoConfig, out: Path) -> None:
+    """Every setting of every stage, before the first one runs (not after ten minutes of training)."""
+    from swedge.errors import SwedgeError
+    from swedge.exporters.bundle import validate_plan
+
+    if cfg.bench_iters < 1:
+        raise SwedgeError(f"--bench-iters must be >= 1, got {cfg.bench_iters}")
+    validate_plan(_export_plan(cfg, out, checkpoint=cfg.checkpoint or out / "train" / "model.safetensors"))
+    if not cfg.checkpoint:
+        from swedge.methods import METHODS
+        from swedge.train_config import check_config
+
+        train_cfg = _train_config(cfg, out)
+        METHODS.get(train_cfg.method)  # unknown method -> message with a suggestion
+        check_config(train_cfg)
+
+
 def _stage_data(cfg, out, result, say):
     from swedge.data.synth import generate
 
@@ -62,18 +80,27 @@ def _stage_data(cfg, out, result, say):
 def _stage_train(cfg, out, result, say):
     if cfg.checkpoint:
         return {"checkpoint": str(cfg.checkpoint), "trained": False}
-    from swedge.train_config import TrainConfig
     from swedge.trainer import train
 
-    kw = {}
-    if cfg.epochs:
-        kw["epochs"] = cfg.epochs
-    if cfg.method:
-        kw["method"] = cfg.method
-    path = train(TrainConfig(data=str(cfg.data), out=str(out / "train"), **kw), progress=cfg.progress,
-                 overwrite=True)
+    path = train(_train_config(cfg, out), progress=cfg.progress, overwrite=True)
     say(f"train: {path}")
     return {"checkpoint": str(path), "trained": True}
+
+
+def _train_config(cfg: DemoConfig, out: Path):
+    from swedge.train_config import TrainConfig
+
+    kw = {"epochs": cfg.epochs} if cfg.epochs is not None else {}
+    if cfg.method:
+        kw["method"] = cfg.method
+    return TrainConfig(data=str(cfg.data), out=str(out / "train"), **kw)
+
+
+def _export_plan(cfg: DemoConfig, out: Path, checkpoint: Path):
+    from swedge.exporters.bundle import ExportPlan
+
+    return ExportPlan(checkpoint=checkpoint, out=out / "bundle", formats=cfg.formats, precisions=cfg.precisions,
+                      calib=cfg.data, force=True)
 
 
 def _checkpoint(result) -> Path:
@@ -95,11 +122,9 @@ def _stage_eval(cfg, out, result, say):
 
 def _stage_export(cfg, out, result, say):
     from swedge.cli.export import format_summary
-    from swedge.exporters.bundle import ExportPlan, export_bundle
+    from swedge.exporters.bundle import export_bundle
 
-    plan = ExportPlan(checkpoint=_checkpoint(result), out=out / "bundle", formats=cfg.formats,
-                      precisions=cfg.precisions, calib=cfg.data, force=True)
-    manifest = export_bundle(plan, progress=cfg.progress)
+    manifest = export_bundle(_export_plan(cfg, out, _checkpoint(result)), progress=cfg.progress)
     say("\n" + format_summary(manifest))
     counts = {s: sum(a["status"] == s for a in manifest["artifacts"]) for s in ("ok", "skipped", "failed")}
     return {"bundle": str(out / "bundle"), **counts}
