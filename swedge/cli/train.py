@@ -12,6 +12,8 @@ examples:
   swedge train --data data/synth --out runs/r18
   swedge train --data data/orl --out runs/mb --arch mobilenetv2 --imagenet --epochs 10
   swedge train --data data/synth --out runs/x --method sfsc-sum --opt triplet_weight=0 --widths 0.5,1.0
+  swedge train --data data/market --out runs/bot --method sfsc --input-size 256x128 --epochs 120 \\
+      --warmup-epochs 10 --schedule step --decay-epochs 40,70 --device cuda --amp bf16   # re-ID "bag of tricks"
 
   torchrun --standalone --nproc_per_node=4 -m swedge train --data data/market --out runs/ddp --device cuda
 
