@@ -47,7 +47,8 @@ def add_training_arguments(parser, defaults) -> None:
     add("--epochs", type=int, default=d.epochs, help="default %(default)s (sized for a 2-core CPU)")
     add("--ids-per-batch", type=int, default=d.ids_per_batch, help="P of the PK sampler, >= 2 (%(default)s)")
     add("--images-per-id", type=int, default=d.images_per_id, help="K of the PK sampler (%(default)s)")
-    add("--lr", type=float, default=d.lr, help="peak learning rate of --optimizer, after the warm-up (default %(default)s)")
+    add("--lr", type=float, default=d.lr,
+        help="peak learning rate of --optimizer, after the warm-up (default %(default)s)")
     add("--weight-decay", type=float, default=d.weight_decay, help="default %(default)s")
     add("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
         help="adam: weight decay as L2 in the gradient (the seed's recipe); adamw: decoupled weight decay, "
