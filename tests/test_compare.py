@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from swedge.compare import (RUN_FORMAT, build_table, cell_key, default_pairs, format_markdown, needed_cells,
-                            ordered_labels, parse_methods, write_report)
+from swedge.compare import RUN_FORMAT, default_pairs, needed_cells, ordered_labels, parse_methods
+from swedge.compare_table import build_table, cell_key, format_markdown, write_report
 from swedge.errors import SwedgeError
 
 WIDTHS = [0.5, 1.0]

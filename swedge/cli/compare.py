@@ -59,7 +59,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from swedge.compare import format_markdown, parse_methods, run_compare
+    from swedge.compare import parse_methods, run_compare
+    from swedge.compare_table import format_markdown
     from swedge.errors import SwedgeError
 
     if args.seeds < 1:
