@@ -59,12 +59,9 @@ def _check(cfg: DemoConfig, out: Path) -> None:
         raise SwedgeError(f"--bench-iters must be >= 1, got {cfg.bench_iters}")
     validate_plan(_export_plan(cfg, out, checkpoint=cfg.checkpoint or out / "train" / "model.safetensors"))
     if not cfg.checkpoint:
-        from swedge.methods import METHODS
         from swedge.train_config import check_config
 
-        train_cfg = _train_config(cfg, out)
-        METHODS.get(train_cfg.method)  # unknown method -> message with a suggestion
-        check_config(train_cfg)
+        check_config(_train_config(cfg, out))
 
 
 def _stage_data(cfg, out, result, say):

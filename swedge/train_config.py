@@ -65,10 +65,14 @@ class TrainConfig:
 
 def check_config(cfg: TrainConfig) -> None:
     """Every setting in its range, or a SwedgeError naming the flag and what would work."""
+    from swedge.methods import METHODS
+
     def need(ok: bool, message: str) -> None:
         if not ok:
             raise SwedgeError(message)
 
+    method_cls = METHODS.get(cfg.method)  # an unknown name, option or option value: its own message
+    method_cls(method_cls.parse_options(cfg.method_options))
     finite = (cfg.lr, cfg.weight_decay, cfg.warmup_epochs, cfg.decay_rate, cfg.grad_clip, *cfg.decay_epochs)
     need(all(math.isfinite(v) for v in finite), "learning-rate, weight-decay and schedule settings must be finite")
     need(cfg.epochs >= 1, f"--epochs must be >= 1, got {cfg.epochs}")

@@ -92,9 +92,9 @@ def train(cfg: TrainConfig, progress: bool = True, *, resume: bool = False, over
     that already holds a run (library callers manage their folders; ``swedge train`` passes ``--force``).
     Under torchrun (WORLD_SIZE > 1) joins the process group and trains with DistributedDataParallel.
     """
+    check_config(cfg)
     method_cls = METHODS.get(cfg.method)
     method = method_cls(method_cls.parse_options(cfg.method_options))
-    check_config(cfg)
     out = Path(cfg.out)
     _check_out(out, resume, overwrite)
     world, device = distributed.init(cfg.device)
