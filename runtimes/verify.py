@@ -37,6 +37,7 @@ class Row:
     cosine_min: float | None = None
     cosine_mean: float | None = None
     max_abs: float | None = None
+    max_rel_error: float | None = None
     topk_agreement: float | None = None
     map_self: float | None = None
     rank1_self: float | None = None
@@ -181,6 +182,7 @@ def _score(row: Row, feats: np.ndarray, probe: Probe, refs, server_w: float, ref
     fid = fidelity(feats, refs[row.width], is_query=probe.is_query)
     row.cosine_min, row.cosine_mean, row.max_abs, row.topk_agreement = (fid.cosine_min, fid.cosine_mean,
                                                                         fid.max_abs, fid.topk_agreement)
+    row.max_rel_error = fid.max_rel_error
     q, g = probe.split(feats)
     own = probe.retrieval(q, g)
     cross = probe.retrieval(q, probe.split(refs[server_w])[1])
@@ -189,7 +191,8 @@ def _score(row: Row, feats: np.ndarray, probe: Probe, refs, server_w: float, ref
     ref = ref_scores[row.width]
     row.delta_map_self = row.map_self - ref["map_self"]
     row.delta_map = row.map_cross - ref["map_cross"]
-    failures = thresholds.check(row.precision, row.cosine_min, row.cosine_mean, row.delta_map_self, row.delta_map)
+    failures = thresholds.check(row.precision, row.cosine_min, row.cosine_mean, row.delta_map_self, row.delta_map,
+                                row.max_rel_error)
     if baseline_gallery is not None:
         gallery, old_cross = baseline_gallery
         row.map_baseline = 100 * probe.retrieval(q, gallery).map

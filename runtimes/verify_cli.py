@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from swedge.runtimes.thresholds import DEFAULT as _DEFAULT
+
 EXAMPLES = """\
 examples:
   swedge verify bundles/demo
@@ -14,10 +16,13 @@ examples:
 Each artifact's sha256 is checked before it runs. Per artifact and runtime: per-row cosine against the torch
 sub-model of its width, top-k neighbour agreement, self-test and cross-test mAP on the bundle's probe set
 (cross = artifact queries searched in the server model's gallery: the device/cloud deployment), and ΔmAP.
-Thresholds (override with --thresholds FILE.json): fp32 cosine >= 0.9999, fp16 >= 0.999, int8 mean cosine
->= 0.99, mAP drop <= 1 point. Exit code 0 only when every artifact that ran passed; runtimes that cannot run on
+Thresholds (override with --thresholds FILE.json): {thresholds}.
+Exit code 0 only when every artifact that ran passed; runtimes that cannot run on
 this machine at all (TensorRT without an NVIDIA GPU, Core ML predict off macOS) are listed as skipped.
-"""
+""".format(thresholds=(
+    f"fp32 min cosine >= {_DEFAULT.fp32_cosine_min} and max error <= {_DEFAULT.fp32_max_rel_error:g} of the "
+    f"row's norm, fp16 min cosine >= {_DEFAULT.fp16_cosine_min}, int8 mean cosine >= {_DEFAULT.int8_cosine_mean}, "
+    f"mAP drop <= {_DEFAULT.max_map_drop:g} point"))
 
 
 def _csv(text: str) -> list[str]:

@@ -18,6 +18,7 @@ class Fidelity:
     max_abs: float
     topk_agreement: float  # mean |topk(a) ∩ topk(b)| / k over query rows
     k: int
+    max_rel_error: float = 0.0  # max over rows of max |a - b| / ||b||: max_abs made scale-free
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,10 +56,22 @@ def fidelity(features: np.ndarray, reference: np.ndarray, *, is_query=None, k: i
     cos = row_cosine(features, reference)
     finite = np.isfinite(features).all()
     max_abs = float(np.abs(features.astype(np.float64) - reference).max()) if finite and len(cos) else float("inf")
+    max_rel = relative_error(features, reference) if finite and len(cos) else float("inf")
     if is_query is None:
         is_query = np.ones(len(features), bool)
     is_query = np.asarray(is_query, bool)
     gallery = reference[~is_query] if (~is_query).any() else reference
     agree = topk_agreement(features[is_query], reference[is_query], gallery, k) if finite else 0.0
     return Fidelity(float(cos.min()) if len(cos) else 1.0, float(cos.mean()) if len(cos) else 1.0, max_abs,
-                    agree, min(k, len(gallery)))
+                    agree, min(k, len(gallery)), max_rel)
+
+
+def relative_error(features: np.ndarray, reference: np.ndarray) -> float:
+    """max over rows of max |a - b| / ||b||; a zero reference row with a non-zero artifact row is infinite."""
+    a = np.asarray(features, np.float64).reshape(len(features), -1)
+    b = np.asarray(reference, np.float64).reshape(len(reference), -1)
+    err = np.abs(a - b).max(1)
+    norm = np.linalg.norm(b, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(norm > 0, err / np.where(norm > 0, norm, 1), np.where(err == 0, 0.0, np.inf))
+    return float(rel.max()) if len(rel) else 0.0
