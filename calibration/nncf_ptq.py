@@ -9,6 +9,11 @@ per-row cosine vs torch at w = 0.25 / 0.5 / 0.75 / 1.0):
   performance + full bias correction  0.99999 / 0.99994 / 0.99979 / 0.99939   (1.7-3.5 s)
   mixed + fast bias correction        0.99997 / 0.99967 / 0.99920 / 0.99858
 so "performance" (symmetric activations) is the default; full bias correction gains <= 0.0002 for ~1.5x time.
+
+``overflow_fix="enable"`` (NNCF's default is "first_layer_only"): every layer's weights are kept in 7 bits, so
+OpenVINO's u8 x s8 products cannot saturate on x86 CPUs without VNNI (AVX2, AVX-512 without VNNI use
+VPMADDUBSW, whose 16-bit pair sums clip); with 8-bit weights the same IR gives other features there than on a
+VNNI / AMX / ARM CPU. The exporting host must not decide what every device computes.
 """
 
 from __future__ import annotations
@@ -20,12 +25,13 @@ from swedge.calibration.base import register_quantizer
 from swedge.errors import SwedgeError, require
 
 PRESETS = ("performance", "mixed")
+OVERFLOW_FIXES = ("enable", "first_layer_only", "disable")
 
 
 @register_quantizer("nncf-ptq", backend="openvino",
                     algorithm="NNCF post-training quantization (MinMax + FastBiasCorrection)")
 def quantize_openvino(ov_model, calibration, *, preset: str = "performance", fast_bias_correction: bool = True,
-                      subset_size: int | None = None):
+                      subset_size: int | None = None, overflow_fix: str = "enable"):
     """Return ``(quantized openvino.Model, facts)``; ``facts`` go into the manifest's quantization entry.
 
     ``calibration`` is a :class:`swedge.calibration.CalibrationSet`; every image is fed as its own batch of 1.
@@ -37,6 +43,8 @@ def quantize_openvino(ov_model, calibration, *, preset: str = "performance", fas
         raise SwedgeError("NNCF int8 quantization needs calibration data: pass --calib DIR")
     if subset_size is not None and subset_size < 1:
         raise SwedgeError(f"subset_size must be at least 1, got {subset_size}")
+    if overflow_fix not in OVERFLOW_FIXES:
+        raise SwedgeError(f"unknown NNCF overflow_fix '{overflow_fix}': choose from {', '.join(OVERFLOW_FIXES)}")
     nncf = require("nncf", "openvino")
     used = min(subset_size or calibration.size, calibration.size)
     with _quiet_progress():
@@ -46,8 +54,10 @@ def quantize_openvino(ov_model, calibration, *, preset: str = "performance", fas
             preset=getattr(nncf.QuantizationPreset, preset.upper()),
             fast_bias_correction=fast_bias_correction,
             subset_size=used,
+            advanced_parameters=nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix(overflow_fix)),
         )
-    facts = {"preset": preset, "bias_correction": "fast" if fast_bias_correction else "full", "subset_size": used}
+    facts = {"preset": preset, "bias_correction": "fast" if fast_bias_correction else "full", "subset_size": used,
+             "overflow_fix": overflow_fix, "weight_bits": 7 if overflow_fix == "enable" else 8}
     return quantized, facts
 
 

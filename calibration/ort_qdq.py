@@ -1,7 +1,10 @@
 """Static int8 QDQ quantization of an ONNX file with onnxruntime.quantization (weights and activations).
 
-Activations are quantized symmetrically (zero point 0) by default because the same QDQ file feeds TensorRT's
-explicit quantization, which only accepts symmetric int8. Weights are symmetric per output channel.
+Weights are symmetric per output channel. ``reduce_range`` keeps them in 7 bits (|w| <= 64): then no pair of
+uint8 x int8 products can leave int16, so onnxruntime's saturating VPMADDUBSW path (x86 without VNNI) computes
+the same integers as the exact ones (VNNI, AMX, ARM) — the file means the same on every CPU (see int8_paths).
+Candidate settings are scored on the QDQ arithmetic itself (onnxruntime with graph optimizations off: Q/DQ
+and float convolutions, no int8 kernels), so the exporting host's int8 kernels never pick the setting.
 """
 
 from __future__ import annotations
@@ -118,13 +121,20 @@ def _nodes_of_types(path: Path, op_types: tuple[str, ...]) -> list[str]:
 @register_quantizer("onnxruntime-qdq", backend="onnxruntime", algorithm="static QDQ int8 post-training quantization")
 def quantize_onnx_qdq(src, dst, calibration, *, per_channel: bool = True, symmetric_activations: bool = True,
                       method: str = DEFAULT_METHOD, quantize_bias: bool = True, batch: int = DEFAULT_BATCH,
-                      float_ops: tuple[str, ...] = (), percentile: float | None = None) -> dict:
+                      float_ops: tuple[str, ...] = (), percentile: float | None = None, reduce_range: bool = False,
+                      activation_type: str = "int8") -> dict:
     """Quantize the fp32 ONNX file ``src`` into ``dst`` (written atomically) with int8 weights and activations.
 
     ``calibration``: a CalibrationSet of preprocessed inputs; ``method``: one of METHODS.
     ``quantize_bias=False`` keeps biases in float (TensorRT wants float biases; ONNX Runtime fuses int8
-    Conv/Gemm kernels only with int32 biases). Returns the facts the manifest records beside the quantizer."""
+    Conv/Gemm kernels only with int32 biases). ``activation_type``: "int8" or "uint8" (needs asymmetric ranges).
+    Returns the facts the manifest records beside the quantizer."""
     quant = require("onnxruntime.quantization", "onnx")
+    act_types = {"int8": quant.QuantType.QInt8, "uint8": quant.QuantType.QUInt8}
+    if activation_type not in act_types:
+        raise SwedgeError(f"activation type must be int8 or uint8, got {activation_type!r}")
+    if activation_type == "uint8" and symmetric_activations:
+        raise SwedgeError("uint8 activations need asymmetric ranges (symmetric_activations=False)")
     src, dst = Path(src), Path(dst)
     calibrate = _calibrate_method(method)
     if batch < 1:
@@ -149,8 +159,9 @@ def quantize_onnx_qdq(src, dst, calibration, *, per_channel: bool = True, symmet
             _ranges(src, _reader(name, calibration.inputs, batch), method, options, symmetric_activations, cache,
                     Path(work))
             quant.quantize_static(
-                str(src), tmp, None, quant_format=quant.QuantFormat.QDQ, activation_type=quant.QuantType.QInt8,
-                weight_type=quant.QuantType.QInt8, per_channel=per_channel, calibrate_method=calibrate,
+                str(src), tmp, None, quant_format=quant.QuantFormat.QDQ, activation_type=act_types[activation_type],
+                weight_type=quant.QuantType.QInt8, per_channel=per_channel, reduce_range=reduce_range,
+                calibrate_method=calibrate,
                 calibration_cache_path=cache,
                 nodes_to_exclude=_nodes_of_types(src, float_ops),
                 extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True,
@@ -159,18 +170,19 @@ def quantize_onnx_qdq(src, dst, calibration, *, per_channel: bool = True, symmet
     finally:
         Path(tmp).unlink(missing_ok=True)
     return {"method": method, "per_channel": per_channel, "symmetric_activations": symmetric_activations,
-            "symmetric_weights": True, "quantize_bias": quantize_bias, "activation_type": "int8",
-            "weight_type": "int8", "format": "QDQ", "calibration_batch": batch, "float_ops": list(float_ops),
+            "symmetric_weights": True, "quantize_bias": quantize_bias, "activation_type": activation_type,
+            "weight_type": "int8", "weight_bits": 7 if reduce_range else 8, "format": "QDQ", "calibration_batch": batch, "float_ops": list(float_ops),
             **({"percentile": percentile or METHOD_OPTIONS[method]["percentile"]} if method == "percentile" else {})}
 
 
 def quantize_onnx_qdq_selected(src, dst, calibration, candidates: dict[str, dict], *, holdout: float = 0.25) -> dict:
     """Quantize with each candidate setting on the first part of the calibration set, keep the one whose
     outputs on the held-out rest have the highest mean cosine to the fp32 model, then quantize ``dst`` with it
-    on the whole set. Only calibration images are used (never the probe). Returns the winner's facts plus
-    every candidate's held-out score."""
+    on the whole set. Only calibration images are used (never the probe), and outputs come from the QDQ
+    reference (no int8 kernels), so the choice is the same on every exporting host. Returns the winner's facts
+    plus every candidate's held-out score."""
     from swedge.calibration.dataset import CalibrationSet
-    from swedge.runtimes.ort_runner import OrtRunner
+    from swedge.runtimes.ort_runner import OrtQdqReferenceRunner
 
     n_hold = max(1, int(round(calibration.size * holdout)))
     if calibration.size - n_hold < 1 or len(candidates) == 1:
@@ -178,15 +190,16 @@ def quantize_onnx_qdq_selected(src, dst, calibration, candidates: dict[str, dict
         return {**quantize_onnx_qdq(src, dst, calibration, **candidates[name]), "setting": name}
     fit = CalibrationSet(calibration.inputs[:-n_hold], "", calibration.source)
     held = calibration.inputs[-n_hold:]
-    reference = OrtRunner(src).embed(held)
+    reference = OrtQdqReferenceRunner(src).embed(held)
     scores = {}
     with tempfile.TemporaryDirectory(prefix="swedge-qdq-select-") as work:
         for name, options in candidates.items():
             trial = Path(work) / f"{name}.onnx"
             quantize_onnx_qdq(src, trial, fit, **options)
-            out = OrtRunner(trial).embed(held)
+            out = OrtQdqReferenceRunner(trial).embed(held)
             cos = (out * reference).sum(1) / (np.linalg.norm(out, axis=1) * np.linalg.norm(reference, axis=1) + 1e-12)
             scores[name] = round(float(cos.mean()), 6)
     best = max(scores, key=scores.get)
     facts = quantize_onnx_qdq(src, dst, calibration, **candidates[best])
-    return {**facts, "setting": best, "selection": {"held_out_images": n_hold, "mean_cosine": scores}}
+    return {**facts, "setting": best, "selection": {"held_out_images": n_hold, "mean_cosine": scores,
+                                                    "scored_by": OrtQdqReferenceRunner.label}}

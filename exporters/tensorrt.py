@@ -2,7 +2,9 @@
 
 ``model.onnx`` is what TensorRT's ONNX parser builds from: fp32/fp16 -> the fp32 ONNX (TensorRT makes fp16 from
 its builder flag), int8 -> explicit Q/DQ int8 from our calibration set (swedge.calibration.tensorrt_calibrator).
-It is produced even without TensorRT, and onnxruntime runs it here. ``model.engine`` is built with TensorRT 10's
+It is produced even without TensorRT; here onnxruntime runs it as the QDQ reference (runtime "onnxruntime-qdq":
+graph optimizations off, so the int8 arithmetic is the file's own, int32-exact like TensorRT's, not this x86 CPU's
+int8 kernels). ``model.engine`` is built with TensorRT 10's
 API when it is installed and a GPU is visible; otherwise the export still succeeds and the manifest records
 ``engine: {"status": "skipped", "reason": ...}``. An engine is specific to one GPU model and TensorRT version:
 ship the ONNX and build on the target when they differ (the TensorRT runner builds from it on first load).
@@ -52,7 +54,7 @@ class TensorRTExporter(Exporter):
         out = Path(job.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / ENGINE_FILE).unlink(missing_ok=True)  # never leave an engine that does not match the new ONNX
-        result = ExportResult(out, runtimes=["tensorrt", "onnxruntime"],
+        result = ExportResult(out, runtimes=["tensorrt", "onnxruntime-qdq"],
                               batch="dynamic" if job.max_batch >= 2 else "static:1")
         self._write_onnx(job, out / ONNX_FILE, result, implicit)
         if unavailable:

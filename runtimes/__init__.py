@@ -16,6 +16,7 @@ from swedge.runtimes.base import RUNTIMES, Runner, RuntimeUnavailable
 # runtime name -> module that registers it (imported lazily)
 RUNNER_MODULES = {
     "onnxruntime": "swedge.runtimes.ort_runner",
+    "onnxruntime-qdq": "swedge.runtimes.ort_runner",
     "openvino": "swedge.runtimes.openvino_runner",
     "litert": "swedge.runtimes.litert_runner",
     "coreml": "swedge.runtimes.coreml_runner",
@@ -30,7 +31,7 @@ FORMAT_RUNTIMES = {
     "openvino": ["openvino"],
     "tflite": ["litert"],
     "coreml": ["coreml", "coreml-mil"] if sys.platform == "darwin" else ["coreml-mil"],
-    "tensorrt": ["tensorrt", "onnxruntime"],
+    "tensorrt": ["tensorrt", "onnxruntime-qdq"],  # TensorRT's int8 is int32-exact: the QDQ reference, not x86 kernels
 }
 
 

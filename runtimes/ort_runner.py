@@ -25,6 +25,7 @@ class OrtRunner(Runner):
     name = "onnxruntime"
     extra = "onnx"
     label = "ONNX Runtime"
+    qdq_reference = False
 
     def __init__(self, path, entry: dict | None = None, *, threads: int | None = None,
                  providers: list[str] | tuple[str, ...] | None = None):
@@ -53,6 +54,8 @@ class OrtRunner(Runner):
                                      f"(available: {', '.join(available)})")
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: ORT's warnings about unused initializers are noise here
+        if self.qdq_reference:
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         if self.threads:
             options.intra_op_num_threads = int(self.threads)
             options.inter_op_num_threads = 1
@@ -99,3 +102,15 @@ class OrtRunner(Runner):
 
     def version(self) -> str:
         return require("onnxruntime", self.extra).__version__
+
+
+@RUNTIMES.register("onnxruntime-qdq")
+class OrtQdqReferenceRunner(OrtRunner):
+    """ONNX Runtime with graph optimizations off: every QuantizeLinear / DequantizeLinear runs as written and the
+    convolutions in float, i.e. the QDQ file's own arithmetic (what TensorRT's explicit quantization computes,
+    int32-exact), independent of this CPU's int8 kernels. The stand-in for TensorRT here, and the scorer of int8
+    candidate settings at export; slower than the fused int8 kernels, so never a speed figure."""
+
+    name = "onnxruntime-qdq"
+    label = "ONNX Runtime, QDQ reference (no int8 kernels)"
+    qdq_reference = True
