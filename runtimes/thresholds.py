@@ -65,6 +65,14 @@ class Thresholds:
             failures.append(f"max relative error {max_rel_error:.2e} > {self.fp32_max_rel_error:g}")
         return failures
 
+    def feature_failures(self, precision: str, features, reference) -> list[str]:
+        """``cosine_failures`` computed from two feature arrays (rows = images), as the gate computes them."""
+        from swedge.metrics.fidelity import relative_error, row_cosine
+
+        cos = row_cosine(features, reference)
+        return self.cosine_failures(precision, float(cos.min()), float(cos.mean()),
+                                    relative_error(features, reference))
+
     def check(self, precision: str, cosine_min: float, cosine_mean: float, delta_self: float,
               delta_cross: float, max_rel_error: float | None = None) -> list[str]:
         """Every failed criterion (fidelity and mAP drop), each as a short sentence (empty = pass)."""

@@ -22,11 +22,10 @@ from swedge.exporters.base import EXPORTERS, ExportJob  # noqa: E402
 from swedge.exporters.onnx import ONNX_INT8, OnnxExporter, export_onnx  # noqa: E402
 from swedge.runtimes.base import RUNTIMES, RuntimeUnavailable  # noqa: E402
 from swedge.runtimes.ort_runner import OrtRunner  # noqa: E402
+from swedge.runtimes.thresholds import DEFAULT  # noqa: E402
 
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
 SHAPE = (3, 64, 32)
-MIN_COSINE = {"fp32": 0.9999, "fp16": 0.999}  # per row
-MEAN_COSINE_INT8 = 0.99
 
 
 def cosine(a, b):
@@ -117,10 +116,8 @@ def test_parity_with_torch(artifact, reference, probe, width, precision, record_
     record_property("cosine", {"min": float(cos.min()), "mean": float(cos.mean())})
     print(f"\nw={width} {precision}: cosine min {cos.min():.6f} mean {cos.mean():.6f} "
           f"({path.stat().st_size / 1e6:.2f} MB)")
-    if precision == "int8":
-        assert cos.mean() >= MEAN_COSINE_INT8
-    else:
-        assert cos.min() >= MIN_COSINE[precision]
+    failures = DEFAULT.feature_failures(precision, run(path, probe), reference(width))
+    assert not failures, failures
 
 
 def test_dynamic_batch(artifact, reference, probe):
@@ -130,8 +127,8 @@ def test_dynamic_batch(artifact, reference, probe):
     assert dim0.dim_param and not dim0.HasField("dim_value")
     one, five = run(path, probe[:1]), run(path, probe[:5])
     assert one.shape == (1, 32) and five.shape == (5, 32)
-    assert cosine(one, reference(0.25, probe[:1])).min() >= MIN_COSINE["fp32"]
-    assert cosine(five, reference(0.25, probe[:5])).min() >= MIN_COSINE["fp32"]
+    assert not DEFAULT.feature_failures("fp32", one, reference(0.25, probe[:1]))
+    assert not DEFAULT.feature_failures("fp32", five, reference(0.25, probe[:5]))
     np.testing.assert_allclose(one[0], five[0], atol=1e-6)
 
 
@@ -146,7 +143,7 @@ def test_static_batch_export_and_runner(tmp_path, sub, reference, probe, capfd):
     runner = OrtRunner(path, threads=1).load()
     assert runner.max_batch == 1  # detected from the graph input, so embed() feeds one row at a time
     y = runner.embed(probe[:3])
-    assert cosine(y, reference(0.25, probe[:3])).min() >= MIN_COSINE["fp32"]
+    assert not DEFAULT.feature_failures("fp32", y, reference(0.25, probe[:3]))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["static.onnx"]  # atomic write left no temp file
 
 
@@ -224,7 +221,7 @@ def test_quantizer_float_bias_for_tensorrt(artifact, calib, reference, probe, tm
     dq_types = {init[n.input[0]].data_type for n in model.graph.node
                 if n.op_type == "DequantizeLinear" and n.input[0] in init}
     assert dq_types == {onnx.TensorProto.INT8}  # no int32 bias tensors
-    assert cosine(run(out, probe), reference(0.25)).mean() >= MEAN_COSINE_INT8
+    assert not DEFAULT.feature_failures("int8", run(out, probe), reference(0.25))
 
 
 def test_fp16_initializers_are_float16_with_float32_io(artifact):
