@@ -28,12 +28,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# (activation type, symmetric activations, reduce_range) x method
-SHAPES = {
-    "s8sym-w8": ("int8", True, False), "s8sym-w7": ("int8", True, True),
-    "s8asym-w8": ("int8", False, False), "s8asym-w7": ("int8", False, True),
-    "u8asym-w8": ("uint8", False, False), "u8asym-w7": ("uint8", False, True),
-}
+# activations (type, symmetric) x weights (w8: plain 8-bit, w7: reduce_range, ps: pair-safe 8-bit), x method
+ACTIVATIONS = {"s8sym": ("int8", True), "s8asym": ("int8", False), "u8asym": ("uint8", False)}
+WEIGHTS = {"w8": {}, "w7": {"reduce_range": True}, "ps": {"pair_safe_weights": True}}
+SHAPES = {f"{a}-{w}": (a, w) for a in ACTIVATIONS for w in WEIGHTS}
 METHODS = ("minmax", "percentile", "entropy")
 
 
@@ -104,11 +102,12 @@ def main(argv=None) -> int:
             fp32 = bundle / "onnx" / f"w{key}-fp32.onnx"
             for method in args.methods.split(","):
                 for shape in args.shapes.split(","):
-                    act, sym, reduce = SHAPES[shape]
+                    act_name, weights = SHAPES[shape]
+                    act, sym = ACTIVATIONS[act_name]
                     dst = Path(work) / f"w{key}-{shape}-{method}.onnx"
                     t0 = time.perf_counter()
                     quantize_onnx_qdq(fp32, dst, calib, method=method, symmetric_activations=sym,
-                                      activation_type=act, reduce_range=reduce, float_ops=("Gemm",))
+                                      activation_type=act, float_ops=("Gemm",), **WEIGHTS[weights])
                     paths = {"host": OrtRunner(dst).embed(probe), "qdq-ref": OrtQdqReferenceRunner(dst).embed(probe)}
                     for path in int8_paths.PATHS:
                         paths[path] = int8_paths.run(dst, probe, path)

@@ -1,8 +1,12 @@
 """Static int8 QDQ quantization of an ONNX file with onnxruntime.quantization (weights and activations).
 
-Weights are symmetric per output channel. ``reduce_range`` keeps them in 7 bits (|w| <= 64): then no pair of
-uint8 x int8 products can leave int16, so onnxruntime's saturating VPMADDUBSW path (x86 without VNNI) computes
-the same integers as the exact ones (VNNI, AMX, ARM) — the file means the same on every CPU (see int8_paths).
+Weights are symmetric per output channel. onnxruntime's saturating VPMADDUBSW path (x86 without VNNI) adds
+pairs of uint8 x int8 products in int16; a pair whose weights have |w0| + |w1| > 128 can overflow it, so the same
+file gives other features there than on VNNI / AMX / ARM (see int8_paths). Two ways to rule that out:
+``reduce_range`` keeps every weight in 7 bits (|w| <= 64); ``pair_safe_weights`` (finer) gives each output
+channel of an ungrouped convolution the smallest scale at which no pair of its quantized weights sums past 128
+(8 bits where the channel allows it, ~7 where it does not; depthwise kernels never saturate and keep 8 bits),
+passed to onnxruntime as per-channel ``TensorQuantOverrides``.
 Candidate settings are scored on the QDQ arithmetic itself (onnxruntime with graph optimizations off: Q/DQ
 and float convolutions, no int8 kernels), so the exporting host's int8 kernels never pick the setting.
 """
@@ -109,6 +113,30 @@ def _ranges(src: Path, reader, method: str, options: dict, symmetric: bool, cach
     save_tensors_data(calibrator.compute_data(), cache)
 
 
+def pair_safe_weight_overrides(path: Path) -> dict[str, list[dict]]:
+    """Per-channel weight scales for the ungrouped Convs of ``path``: the int8 scale max|w| / 127, raised where
+    needed so that every pair of adjacent weights in MLAS's (kh, kw, cin) order quantizes to |q0| + |q1| <= 128."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    inits = {i.name: i for i in graph.initializer}
+    overrides = {}
+    for node in graph.node:
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        if node.op_type != "Conv" or group != 1 or node.input[1] not in inits:
+            continue
+        w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
+        k = np.abs(w.transpose(0, 2, 3, 1).reshape(len(w), -1))
+        if k.shape[1] % 2:
+            k = np.pad(k, ((0, 0), (0, 1)))
+        # |round(a)| + |round(b)| <= a/s + b/s + 1, so pairs up to 127 steps keep the sum <= 128
+        scale = np.maximum(k.max(1) / 127, (k[:, 0::2] + k[:, 1::2]).max(1) / 127)
+        scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+        overrides[node.input[1]] = [{"axis": 0, "scale": np.float32(s), "zero_point": np.int8(0)} for s in scale]
+    return overrides
+
+
 def _nodes_of_types(path: Path, op_types: tuple[str, ...]) -> list[str]:
     """Names of the graph's nodes of the given op types (kept in float by the quantizer)."""
     if not op_types:
@@ -122,7 +150,7 @@ def _nodes_of_types(path: Path, op_types: tuple[str, ...]) -> list[str]:
 def quantize_onnx_qdq(src, dst, calibration, *, per_channel: bool = True, symmetric_activations: bool = True,
                       method: str = DEFAULT_METHOD, quantize_bias: bool = True, batch: int = DEFAULT_BATCH,
                       float_ops: tuple[str, ...] = (), percentile: float | None = None, reduce_range: bool = False,
-                      activation_type: str = "int8") -> dict:
+                      pair_safe_weights: bool = False, activation_type: str = "int8") -> dict:
     """Quantize the fp32 ONNX file ``src`` into ``dst`` (written atomically) with int8 weights and activations.
 
     ``calibration``: a CalibrationSet of preprocessed inputs; ``method``: one of METHODS.
@@ -165,13 +193,16 @@ def quantize_onnx_qdq(src, dst, calibration, *, per_channel: bool = True, symmet
                 calibration_cache_path=cache,
                 nodes_to_exclude=_nodes_of_types(src, float_ops),
                 extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True,
-                               "QuantizeBias": quantize_bias})
+                               "QuantizeBias": quantize_bias,
+                               **({"TensorQuantOverrides": pair_safe_weight_overrides(src)} if pair_safe_weights
+                                  else {})})
         os.replace(tmp, dst)
     finally:
         Path(tmp).unlink(missing_ok=True)
     return {"method": method, "per_channel": per_channel, "symmetric_activations": symmetric_activations,
             "symmetric_weights": True, "quantize_bias": quantize_bias, "activation_type": activation_type,
-            "weight_type": "int8", "weight_bits": 7 if reduce_range else 8, "format": "QDQ", "calibration_batch": batch, "float_ops": list(float_ops),
+            "weight_type": "int8", "weight_bits": 7 if reduce_range else "8, pair-safe" if pair_safe_weights else 8,
+            "format": "QDQ", "calibration_batch": batch, "float_ops": list(float_ops),
             **({"percentile": percentile or METHOD_OPTIONS[method]["percentile"]} if method == "percentile" else {})}
 
 

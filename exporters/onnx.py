@@ -118,16 +118,18 @@ def export_onnx(module, path, *, input_shape, example, max_batch: int = 64, meta
 
 
 # int8 settings for onnxruntime, chosen per artifact on held-out calibration images (never the probe), scored by
-# the QDQ reference (no int8 kernels), so the exporting CPU never picks. Every candidate keeps weights in 7 bits:
-# then onnxruntime's saturating U8S8 path (x86 without VNNI) computes the same integers as VNNI / AMX / ARM, and
-# the file means the same on every CPU (benchmarks/bench_int8.py; table in benchmarks/int8/README.md). Measured
-# there: asymmetric activations beat symmetric ones (post-ReLU tensors waste half a symmetric range; mean cosine
-# 0.994 vs 0.990 at w = 0.25), 8-bit weights gain ~0.002 cosine on a VNNI CPU but lose up to 0.04 (min 0.66)
-# on the saturating path. The embedding Gemm stays float. TensorRT's exporter quantizes with its own settings.
+# the QDQ reference (no int8 kernels), so the exporting CPU never picks. Every candidate uses pair-safe weights
+# (ort_qdq.pair_safe_weight_overrides): no pair of uint8 x int8 products can leave int16, so onnxruntime's
+# saturating path (x86 without VNNI) computes the same integers as VNNI / AMX / ARM and the file means the same
+# on every CPU. Measured with benchmarks/bench_int8.py (table: benchmarks/int8/README.md): asymmetric activations
+# beat symmetric ones (post-ReLU tensors waste half a symmetric range); plain 8-bit weights lose up to 0.04 mean
+# cosine on the saturating path; 7-bit weights everywhere cost ImageNet MobileNetV2 0.05 (depthwise kernels are
+# sensitive and never saturate), pair-safe weights 0.001. The embedding Gemm stays float. TensorRT's exporter
+# quantizes with its own settings (its int8 is int32-exact).
 ONNX_INT8 = {
-    "asymmetric-percentile": {"method": "percentile", "symmetric_activations": False, "reduce_range": True,
+    "asymmetric-percentile": {"method": "percentile", "symmetric_activations": False, "pair_safe_weights": True,
                               "float_ops": ("Gemm",)},
-    "asymmetric-minmax": {"method": "minmax", "symmetric_activations": False, "reduce_range": True,
+    "asymmetric-minmax": {"method": "minmax", "symmetric_activations": False, "pair_safe_weights": True,
                           "float_ops": ("Gemm",)},
 }
 
@@ -190,5 +192,5 @@ class OnnxExporter(Exporter):
         tools.update(version_of("onnxruntime"))
         return ExportResult(job.out, tools=tools, runtimes=["onnxruntime"], batch=batch, extra={"opset": OPSET},
                             quantization=QUANTIZERS.get(QUANTIZER).record(job.calibration, **facts),
-                            notes=["int8 activations and 7-bit int8 weights (static QDQ): the same integers on "
-                                   "every CPU path (no int16 saturation); float32 input/output"])
+                            notes=["int8 weights and activations (static QDQ), weights pair-safe: the same integers "
+                                   "on every CPU path (no int16 saturation); float32 input/output"])

@@ -100,7 +100,7 @@ def test_exported_onnx_int8_is_the_same_on_every_cpu_path(int8_bundle):
 
     (a,) = [a for a in read_manifest(int8_bundle).artifacts if a["format"] == "onnx"]
     q = a["quantization"]
-    assert q["saturation"]["saturation_free"] and q["weight_bits"] == 7
+    assert q["saturation"]["saturation_free"] and q["weight_bits"] == "8, pair-safe"
     assert q["selection"]["scored_by"].startswith("ONNX Runtime, QDQ reference")
     x = np.load(int8_bundle / "probe" / "inputs.npy")[:16]
     path = int8_bundle / a["path"]
