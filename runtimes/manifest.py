@@ -104,7 +104,9 @@ def read_manifest(root: str | Path) -> Bundle:
     root = Path(root)
     path = root / MANIFEST
     if not path.is_file():
-        hint = " (an export was interrupted: this is a staging folder)" if root.name.endswith(".partial") else ""
+        # export_bundle stages into ".NAME.partial-XXXXXXXX" (tempfile.mkdtemp) beside the target
+        staging = root.name.startswith(".") and ".partial-" in root.name
+        hint = " (an export was interrupted: this is a staging folder)" if staging else ""
         raise BundleError(f"{root} is not a swedge bundle: no {MANIFEST}{hint}; create one with `swedge export`")
     try:
         manifest = json.loads(path.read_text())

@@ -28,8 +28,13 @@ def test_quick_run_writes_timings_and_checks(bench, tmp_path, torch_threads):
     result = json.loads(out.read_text())
     timing = result["timing"]
     assert set(timing) == {"full", "sfsc"}
-    assert timing["full"]["ratio_to_full_paired"] == 1.0 and timing["full"]["train_step_ratio_to_full"] == 1.0
-    assert timing["sfsc"]["train_step_ratio_to_full"] > 0
+    # the ratios are what the written per-step records say (one block of one step in --quick)
+    full_steps, sfsc_steps = timing["full"]["steps"], timing["sfsc"]["steps"]
+    assert len(full_steps) == len(sfsc_steps) == 1
+    assert timing["sfsc"]["ratio_to_full_paired"] == pytest.approx(sfsc_steps[0]["total"] / full_steps[0]["total"])
+    assert timing["sfsc"]["train_step_ratio_to_full"] == pytest.approx(sfsc_steps[0]["train_step"]
+                                                                       / full_steps[0]["train_step"])
+    assert 0 < sfsc_steps[0]["train_step"] < sfsc_steps[0]["total"]
     sfsc = timing["sfsc"]
     assert sfsc["median_s"]["total"] > 0 and sfsc["median_s"]["project"] > 0 and sfsc["median_s"]["merge"] > 0
     assert 0 < sfsc["after_last_backward_share"] < 1
@@ -86,3 +91,30 @@ def test_channels_last_configuration_runs_in_nhwc(bench, torch_threads):
     with bench.instrumented():
         rec = b.step()
     assert rec.project > 0 and not torch.equal(conv.detach(), before)
+
+
+def test_ratios_are_paired_per_block_medians(bench, monkeypatch):
+    """run_timing's statistics on scripted step times, where the paired median of per-block ratios, the ratio of
+    medians and the ratio of minima all differ: each figure must be the one its name says."""
+    script = {"full": [9.0, 1.0, 4.0, 1.0], "sfsc": [9.0, 3.0, 4.0, 2.0]}  # a warm-up step, then 3 blocks
+
+    class Fake:
+        def __init__(self, name, *args, **kwargs):
+            self.name, self.widths, self.records, self.times = name, (1.0,), [], iter(script[name])
+
+        def step(self):
+            t = next(self.times)
+            return bench.StepRecord(total=t, train_step=t / 2 if self.name == "full" else t - 0.5, wait=0.0)
+
+    monkeypatch.setattr(bench, "build_bench", Fake)
+    args = bench.parse_args(["--quick", "--threads", "1"])
+    args.repeats, args.min_quiet = 3, 1
+    t = bench.run_timing(args, ["full", "sfsc"], None, None)
+    s = t["sfsc"]
+    assert s["ratio_to_full_paired_all"] == [3.0, 1.0, 2.0]  # per block: 3/1, 4/4, 2/1
+    assert s["ratio_to_full_paired"] == 2.0  # their median
+    assert s["ratio_to_full_of_medians"] == 3.0  # median 3 over median 1
+    assert s["ratio_to_full_of_mins"] == 2.0
+    assert s["ratio_to_full_quiet"] == 3.0  # every step is quiet (no run-queue wait): the medians again
+    assert s["train_step_ratio_to_full"] == pytest.approx(2.5 / 0.5)  # median train_step 2.5 over 0.5
+    assert t["full"]["ratio_to_full_paired"] == 1.0 and t["full"]["ratio_to_full_paired_all"] == [1.0] * 3

@@ -42,11 +42,47 @@ def test_preprocess_dict_roundtrip_and_validation():
         Preprocess.from_dict({"mean": [0, 0, 0]})
 
 
-def test_eval_transform_equals_numpy(image):
-    pre = Preprocess(size=(64, 32))
+def _pil_reference(image, size, resample, mean, std, bgr=False):
+    """The independent reference: PIL's own resize of the same image, then (x / 255 - mean) / std, HWC -> CHW."""
+    h, w = size
+    a = np.asarray(image.convert("RGB").resize((w, h), resample), dtype=np.float64) / 255.0
+    if bgr:
+        a = a[..., ::-1]
+    return ((a - np.asarray(mean)) / np.asarray(std)).transpose(2, 0, 1)
+
+
+@pytest.mark.parametrize("interpolation,resample", [("bilinear", Image.BILINEAR), ("bicubic", Image.BICUBIC),
+                                                    ("nearest", Image.NEAREST)])
+def test_eval_transform_matches_pils_own_resize(image, interpolation, resample):
+    pre = Preprocess(size=(64, 32), interpolation=interpolation)
     x = EvalTransform(pre)(image)
-    assert isinstance(x, torch.Tensor) and x.shape == (3, 64, 32)
-    assert torch.equal(x, torch.from_numpy(preprocess_numpy(image, pre)))
+    assert isinstance(x, torch.Tensor) and x.shape == (3, 64, 32) and x.dtype == torch.float32
+    ref = _pil_reference(image, (64, 32), resample, IMAGENET_MEAN, IMAGENET_STD)
+    assert np.abs(x.numpy() - ref).max() < 1e-5
+    # a HWC uint8 array is treated as the same image
+    assert np.abs(preprocess_numpy(np.asarray(image), pre) - ref).max() < 1e-5
+    # BGR: channels reversed, mean / std listed in BGR order (as the Preprocess docstring says)
+    bgr = preprocess_numpy(image, Preprocess(size=(64, 32), interpolation=interpolation, channel_order="BGR",
+                                             mean=IMAGENET_MEAN[::-1], std=IMAGENET_STD[::-1]))
+    assert np.abs(bgr - _pil_reference(image, (64, 32), resample, IMAGENET_MEAN[::-1], IMAGENET_STD[::-1],
+                                       bgr=True)).max() < 1e-5
+
+
+def test_resize_known_pixels():
+    """Hand-computed values: nearest halving of four uniform blocks keeps one pixel per block; bilinear
+    (pixel-centre aligned) widening of [0, 255] to 4 pixels gives 0, 63.75, 191.25, 255 -> 0, 64, 191, 255;
+    and every filter keeps a constant image constant."""
+    plain = dict(mean=(0, 0, 0), std=(1, 1, 1))
+    a = np.zeros((4, 2, 3), np.uint8)
+    a[:2, 0], a[:2, 1], a[2:, 0], a[2:, 1] = 10, 60, 110, 250
+    y = preprocess_numpy(Image.fromarray(a), Preprocess(size=(2, 2), interpolation="nearest", **plain))
+    assert np.allclose(y[0] * 255, [[10, 60], [110, 250]], atol=1e-4)
+    ramp = np.array([[[0, 0, 0], [255, 255, 255]]], np.uint8)
+    y = preprocess_numpy(Image.fromarray(ramp), Preprocess(size=(1, 4), interpolation="bilinear", **plain))
+    assert np.allclose(y[:, 0] * 255, [[0, 64, 191, 255]] * 3, atol=1e-4)
+    flat = Image.new("RGB", (8, 16), (200, 100, 50))
+    z = preprocess_numpy(flat, Preprocess(size=(5, 3), interpolation="bicubic", **plain))
+    assert np.allclose(z.reshape(3, -1) * 255, np.array([[200], [100], [50]]), atol=1e-4)
 
 
 def test_train_transform_shape_and_randomness(image):

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from swedge.cli import main
-from swedge.errors import MissingDependencyError
+from swedge.metrics import evaluate
 from swedge.runtimes.manifest import file_sha256
+from swedge.runtimes.thresholds import DEFAULT
 from swedge.runtimes.verify import verify_bundle
 
 
@@ -88,18 +89,21 @@ def test_an_output_dim_other_than_the_servers_fails(copy, capsys):
     assert rc == 1 and "differs from the server's embedding dim (64,)" in out
 
 
-def test_a_missing_runtime_fails_naming_the_extra(bundle, monkeypatch):
-    from swedge.runtimes import runner_class
+def test_a_missing_runtime_fails_naming_the_extra(bundle, monkeypatch, capsys):
+    """onnxruntime made unimportable: the runner's own lazy import fails, and the product's message (not one
+    written here) names the module and the pip extra on every row."""
+    import sys
 
-    cls = runner_class("onnxruntime")
-
-    def missing(self):
-        raise MissingDependencyError("'onnxruntime' is not installed; install it with: pip install 'swedge[onnx]'")
-
-    monkeypatch.setattr(cls, "_load", missing)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
     report = verify_bundle(bundle, progress=False)
-    assert not report.passed
-    assert all(r.status == "fail" and "missing runtime" in r.reason and "swedge[onnx]" in r.reason for r in report.rows)
+    assert not report.passed and len(report.rows) == 2
+    for r in report.rows:
+        assert r.status == "fail", r
+        assert r.reason.startswith("missing runtime: 'onnxruntime' is not installed"), r.reason
+        assert r.reason.endswith("install it with: pip install 'swedge[onnx]'"), r.reason
+    assert main(["verify", str(bundle), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "'onnxruntime' is not installed" in out and "swedge[onnx]" in out and "Traceback" not in out
 
 
 def test_unknown_runtime_name_gets_a_suggestion(bundle, capsys):
@@ -113,11 +117,74 @@ def test_bad_batch_or_threads_is_a_usage_error_not_failed_artifacts(bundle, caps
         assert "--batch and --threads must be >= 1" in capsys.readouterr().err
 
 
-def test_baseline_checks_new_queries_against_the_old_gallery(bundle, tmp_path):
-    report = verify_bundle(bundle, baseline=bundle, progress=False)
-    assert report.passed and report.baseline["checkpoint_sha256"]
-    for r in report.rows:  # same model on both sides: the old gallery is the new gallery
-        assert r.map_baseline == pytest.approx(r.map_cross, abs=1e-6)
+def _baseline_bundle(checkpoint, market, out, edit):
+    """A reference-only bundle (no artifacts: --baseline reads only the old references) of ``checkpoint`` edited by
+    ``edit(model)``: an *older model* than the one in ``onnx_bundle``, exported with the same probe set."""
+    import torch
+
+    from swedge.checkpoint import load_checkpoint, save_checkpoint
+    from swedge.exporters.bundle import ExportPlan, export_bundle
+
+    old = load_checkpoint(checkpoint)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        edit(old.model)
+    path = out.parent / f"{out.name}.safetensors"
+    save_checkpoint(path, old.model, preprocess=old.preprocess, method={"name": out.name})
+    export_bundle(ExportPlan(checkpoint=path, out=out, formats=[], widths=[0.5, 1.0], precisions=["fp32"],
+                             probe=market), progress=False)
+    return out
+
+
+def _nudged(model):  # another checkpoint that stays compatible: every weight moved by 1e-4 of its spread
+    import torch
+
+    for p in model.parameters():
+        if p.numel() > 1:
+            p.add_(torch.randn_like(p) * 1e-4 * p.std())
+
+
+def test_a_compatible_baseline_from_another_checkpoint_passes(bundle, tiny_checkpoint, tiny_market, tmp_path):
+    old = _baseline_bundle(tiny_checkpoint, tiny_market, tmp_path / "old", _nudged)
+    report = verify_bundle(bundle, baseline=old, progress=False)
+    new_sha = json.loads((bundle / "manifest.json").read_text())["checkpoint"]["sha256"]
+    assert report.baseline["checkpoint_sha256"] != new_sha  # really another model
+    assert report.passed, [(r.id, r.reason) for r in report.rows]
+    for r in report.rows:  # new queries in the old gallery: about as good as in the new one
+        assert r.map_baseline is not None and abs(r.map_baseline - r.map_cross) < DEFAULT.baseline_max_map_drop
+
+
+def test_an_incompatible_baseline_fails_naming_the_old_gallery(bundle, tiny_checkpoint, tiny_market, tmp_path,
+                                                               capsys):
+    # The old model: another checkpoint whose embedding had learned the probe ids (a random tiny net retrieves at
+    # chance, and a mirrored or re-drawn one too, so nothing could fall below it): its references become a one-hot
+    # code of the person id, re-hashed. Its own cross-test is then 100 mAP, while the new queries, drawn in another
+    # space, retrieve the old gallery at chance.
+    old = _baseline_bundle(tiny_checkpoint, tiny_market, tmp_path / "old", _nudged)
+    pids = np.load(old / "probe" / "labels.npz")["pids"]
+    code = np.eye(32, dtype=np.float32)[pids % 32]
+
+    def learned(m):
+        for ref in m["references"].values():
+            np.save(old / ref["path"], code)
+            ref["sha256"] = file_sha256(old / ref["path"])
+
+    _edit_manifest(old, learned)
+    report = verify_bundle(bundle, baseline=old, progress=False)
+    assert not report.passed and report.baseline["server_self_map"] == pytest.approx(100.0)
+    z = np.load(bundle / "probe" / "labels.npz")
+    q = z["is_query"]
+    for r in report.rows:
+        # searched in the old gallery, not in the new one: the score of the new queries against the one-hot code
+        new_q = np.load(bundle / "reference" / f"w{r.width:g}.npy")[q]
+        expected = 100 * evaluate(new_q, code[~q], z["pids"][q], z["pids"][~q], z["camids"][q], z["camids"][~q]).map
+        assert abs(expected - r.map_cross) > 1  # the two galleries are told apart
+        assert r.map_baseline == pytest.approx(expected, abs=1e-3)
+        assert r.status == "fail" and "vs old gallery mAP" in r.reason and "old model's 100.00" in r.reason, r.reason
+        assert r.map_baseline < 100.0 - DEFAULT.baseline_max_map_drop
+        assert r.reason.startswith("vs old gallery") and ";" not in r.reason  # the baseline is the only reason
+    rc = main(["verify", str(bundle), "--baseline", str(old), "--quiet"])
+    assert rc == 1 and "vs old gallery mAP" in capsys.readouterr().out
 
 
 def test_thresholds_file_overrides_and_unknown_keys_are_refused(bundle, tmp_path, capsys):
