@@ -13,6 +13,7 @@ method): the int8 QDQ file is run four ways and compared with the torch sub-mode
 ``saturation-free`` says whether the file's weights make the last path provably equal to the exact one.
 
     python benchmarks/bench_int8.py CKPT --data DATA [--widths 0.25,1.0] [--json OUT]
+    python benchmarks/bench_int8.py --markdown OUT.json     # the table of a finished run, as Markdown
 """
 
 from __future__ import annotations
@@ -56,7 +57,26 @@ def _scores(feats, ref, server_ref, labels, ref_scores):
             "d_self": round(own - ref_scores[0], 2), "d_cross": round(cross - ref_scores[1], 2)}
 
 
+def markdown(path: Path) -> str:
+    d = json.loads(path.read_text())
+    cell = lambda r, k: (f"{r[k]['cos_mean']:.4f} / {r[k]['cos_min']:.4f}, "  # noqa: E731
+                         f"{r[k]['d_self']:+.2f} / {r[k]['d_cross']:+.2f}")
+    lines = [f"CPU flags: {' '.join(d['cpu_flags'])}; onnxruntime {d['onnxruntime']}; cells: mean / min cosine, "
+             "ΔmAP self / cross (points)", "",
+             "| w | setting | saturation-free | this CPU | exact (VNNI, AMX, ARM, TensorRT) | VPMADDUBSW (AVX2) |",
+             "|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        lines.append(f"| {r['width']:g} | {r['setting']} | {'yes' if r['saturation_free'] else 'no'} | "
+                     f"{cell(r, 'host')} | {cell(r, 'exact')} | {cell(r, 'vpmaddubsw')} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["--markdown"]:
+        print(markdown(Path(argv[1])))
+        return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--data", type=Path, required=True, help="Market-layout data: calibration from its train "
