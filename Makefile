@@ -6,7 +6,7 @@ STAMP := $(VENV)/.swedge-installed
 DATA ?= data/synth
 RUN ?= runs/demo
 
-.PHONY: demo test env bench clean
+.PHONY: demo test test-e2e env bench clean
 
 env: $(STAMP)
 
@@ -21,8 +21,13 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/swedge demo --data $(DATA) --out $(RUN)
 
+# The default lane (<= 10 min on a 2-core CPU); --durations names the slowest tests in every run.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not e2e" --durations=15
+
+# The end-to-end gate lane: a trained model through every format x precision, verify, bench, device verify.
+test-e2e: $(STAMP)
+	$(BIN)/python -m pytest -q -m e2e --timeout=1800 --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_metrics.py

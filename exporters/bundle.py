@@ -189,6 +189,8 @@ def export_bundle(plan: ExportPlan, *, progress: bool = True, on_artifact=None) 
 
 
 def _manifest_head(ckpt, widths, preprocess, calibration, plan) -> dict:
+    from swedge.runtimes.host import host_record
+
     h, w = preprocess.size
     return {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
@@ -205,6 +207,7 @@ def _manifest_head(ckpt, widths, preprocess, calibration, plan) -> dict:
         "calibration": calibration.record() if calibration is not None else None,
         "tools": version_of("torch", "numpy", "onnx", "onnxruntime", "openvino", "nncf", "litert-torch",
                             "ai-edge-litert", "coremltools"),
+        "export_host": host_record(),  # int8 kernels differ by CPU: verify compares its own host with this one
         "references": {},
         "artifacts": [],
     }

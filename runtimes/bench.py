@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from swedge.errors import SwedgeError
+from swedge.runtimes.host import describe, host_record
 from swedge.runtimes.manifest import file_sha256, read_manifest
 
 
@@ -103,7 +104,18 @@ def bench_bundle(root, *, batches=(1, 32), warmup: int = 5, iters: int = 30, thr
     return out
 
 
-def save_plot(timings: list[Timing], path, *, batch: int = 1) -> str | None:
+def bench_record(root, timings: list[Timing], *, threads: int | None, host: dict | None = None) -> dict:
+    """The JSON of a bench run: timings beside the host they were measured on (latency and int8 kernels
+    depend on the CPU: model and int8 ISA flags)."""
+    return {"bundle": str(root), "threads": threads, "host": host or host_record(),
+            "timings": [t.to_dict() for t in timings]}
+
+
+def host_line(host: dict | None = None) -> str:
+    return f"measured on: {describe(host or host_record())}"
+
+
+def save_plot(timings: list[Timing], path, *, batch: int = 1, host: dict | None = None) -> str | None:
     """Latency p50 against width, one line per (format, runtime, precision); None without matplotlib."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -129,7 +141,7 @@ def save_plot(timings: list[Timing], path, *, batch: int = 1) -> str | None:
     ax.set_yscale("log")
     ax.set_xlabel("width")
     ax.set_ylabel(f"latency p50 (ms), batch {batch}")
-    ax.set_title(f"swedge bench: batch {batch}")
+    ax.set_title(f"swedge bench: batch {batch}" + (f"\n{describe(host)}" if host else ""), fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()

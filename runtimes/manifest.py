@@ -122,4 +122,9 @@ def read_manifest(root: str | Path) -> Bundle:
     for key in ("checkpoint", "artifacts", "probe", "references", "input"):
         if key not in manifest:
             raise BundleError(f"{path} lacks the '{key}' section; re-export the bundle")
+    if "export_host" in manifest:  # absent in bundles exported before it existed: allowed
+        from swedge.runtimes.host import record_problem
+
+        if problem := record_problem(manifest["export_host"]):
+            raise BundleError(f"{path}: 'export_host' {problem}; re-export the bundle (or remove the field)")
     return Bundle(root=root, manifest=manifest)

@@ -13,6 +13,7 @@ from xml.etree import ElementTree as ET
 
 from swedge.io import atomic_write_bytes, atomic_write_json
 from swedge.report.table import markdown_table, text_table
+from swedge.runtimes.host import describe
 from swedge.runtimes.verify import VerifyReport
 
 HEADERS = ["format", "runtime", "width", "precision", "cos min", "cos mean", "top-k", "mAP self", "mAP cross",
@@ -60,6 +61,19 @@ def reference_lines(report: VerifyReport) -> list[str]:
     return lines
 
 
+def host_lines(report: VerifyReport) -> list[str]:
+    """Where the verdict holds: int8 kernels differ by CPU, so say whether this host matches the export host."""
+    here = describe(report.host)
+    if report.export_host is None:
+        return [f"host: {here}; the export host is not recorded (bundle exported by an older swedge): int8 "
+                "results hold for this host's CPU class"]
+    diffs = report.host_differences
+    if not diffs:
+        return [f"host: same CPU class as the export host (CPU, int8 flags, runtime versions): {here}"]
+    return [f"export host and this host differ: {'; '.join(diffs)} — int8 results may differ between them",
+            f"  export host: {describe(report.export_host)}", f"  this host:   {here}"]
+
+
 def format_text(report: VerifyReport) -> str:
     parts = [f"error: {e}" for e in report.errors]
     if report.rows:
@@ -67,6 +81,7 @@ def format_text(report: VerifyReport) -> str:
         parts.append(text_table(HEADERS, rows_table(report, notes), right={2, 4, 5, 6, 7, 8, 9}))
         parts += [f"[{i}] {n}" for i, n in enumerate(notes, 1)]
     parts += reference_lines(report)
+    parts += host_lines(report)
     parts.append(summary_line(report))
     return "\n".join(parts)
 
@@ -79,6 +94,10 @@ def write_junit(report: VerifyReport, path) -> Path:
     suite = ET.Element("testsuite", name="swedge.verify", tests=str(len(report.rows) + len(report.errors)),
                        failures=str(sum(r.status == "fail" for r in report.rows) + len(report.errors)),
                        skipped=str(sum(r.status == "skipped" for r in report.rows)))
+    props = ET.SubElement(suite, "properties")
+    ET.SubElement(props, "property", name="host", value=describe(report.host))
+    ET.SubElement(props, "property", name="export_host",
+                  value=describe(report.export_host) if report.export_host else "not recorded")
     for e in report.errors:
         case = ET.SubElement(suite, "testcase", classname="bundle", name="bundle")
         ET.SubElement(case, "failure", message=e)
@@ -117,6 +136,7 @@ def write_markdown(report: VerifyReport, folder) -> Path:
     lines += [f"- error: {e}" for e in report.errors]
     lines += ["## Artifacts", "", markdown_table(HEADERS, rows_table(report)), "", "## Torch sub-models (reference)", ""]
     lines += [f"- {s}" for s in reference_lines(report)]
+    lines += ["", "## Hosts", ""] + [f"- {s.strip()}" for s in host_lines(report)]
     lines += ["", "## Compatibility matrix", ""]
     lines += [f"![compatibility]({png})" if png else f"({why})", ""]
     if report.matrix.get("labels"):
@@ -143,11 +163,12 @@ def _write_html(report: VerifyReport, folder: Path, png: str | None, why: str) -
     errors = "".join(f"<p class='bad'>error: {esc(e)}</p>" for e in report.errors)
     img = f"<img src='{esc(png)}' alt='compatibility matrix'>" if png else f"<p>{esc(why)}</p>"
     refs = "".join(f"<li>{esc(s)}</li>" for s in reference_lines(report))
+    hosts = "".join(f"<li>{esc(s.strip())}</li>" for s in host_lines(report))
     page = f"""<!doctype html><meta charset="utf-8"><title>swedge verify</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;
 padding:3px 8px;font-size:13px}}tr.ok td{{background:#eaf7ea}}tr.bad td{{background:#fbe9e9}}
 tr.skip td{{color:#777}}.bad{{color:#a00}}</style>
 <h1>swedge verify</h1><p>{esc(report.bundle)}</p><h2 class='{"ok" if report.passed else "bad"}'>
 {esc(summary_line(report))}</h2>{errors}<table><tr>{head}</tr>{''.join(body)}</table>
-<h2>Torch sub-models</h2><ul>{refs}</ul><h2>Compatibility matrix</h2>{img}"""
+<h2>Torch sub-models</h2><ul>{refs}</ul><h2>Hosts</h2><ul>{hosts}</ul><h2>Compatibility matrix</h2>{img}"""
     return atomic_write_bytes(folder / "report.html", page.encode())

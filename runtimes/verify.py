@@ -18,6 +18,7 @@ import numpy as np
 from swedge.errors import MissingDependencyError, SwedgeError
 from swedge.metrics.fidelity import fidelity
 from swedge.metrics.retrieval import evaluate
+from swedge.runtimes.host import host_differences, host_record
 from swedge.runtimes.manifest import Bundle, BundleError, read_manifest
 from swedge.runtimes.thresholds import Thresholds
 
@@ -70,6 +71,13 @@ class VerifyReport:
     matrix: dict = field(default_factory=dict)            # {"labels", "columns", "map"}: query row x gallery col
     thresholds: dict = field(default_factory=dict)
     baseline: dict | None = None
+    host: dict = field(default_factory=host_record)  # the machine this verify ran on
+    export_host: dict | None = None                  # the manifest's: None for bundles exported before it existed
+
+    @property
+    def host_differences(self) -> list[str] | None:
+        """What differs between the export host and this one (int8 kernels differ by CPU); None when unknown."""
+        return None if self.export_host is None else host_differences(self.export_host, self.host)
 
     @property
     def passed(self) -> bool:
@@ -79,7 +87,8 @@ class VerifyReport:
     def to_dict(self) -> dict:
         return {"bundle": self.bundle, "passed": self.passed, "errors": self.errors,
                 "thresholds": self.thresholds, "reference": self.reference, "baseline": self.baseline,
-                "artifacts": [r.to_dict() for r in self.rows], "matrix": self.matrix}
+                "artifacts": [r.to_dict() for r in self.rows], "matrix": self.matrix, "host": self.host,
+                "export_host": self.export_host, "host_differences": self.host_differences}
 
 
 class NpyRows:
@@ -241,6 +250,7 @@ def verify_bundle(root, *, runtimes: list[str] | None = None, formats: list[str]
     report = VerifyReport(bundle=str(root), thresholds=thresholds.to_dict())
     try:
         bundle = read_manifest(root)
+        report.export_host = bundle.manifest.get("export_host")  # checked by read_manifest
         probe = load_probe(bundle, batch)
         refs = load_references(bundle)
         old = _baseline(baseline, probe) if baseline else None

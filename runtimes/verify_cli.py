@@ -19,6 +19,8 @@ sub-model of its width, top-k neighbour agreement, self-test and cross-test mAP 
 Thresholds (override with --thresholds FILE.json): {thresholds}.
 Exit code 0 only when every artifact that ran passed; runtimes that cannot run on
 this machine at all (TensorRT without an NVIDIA GPU, Core ML predict off macOS) are listed as skipped.
+The result records this host (CPU model, the ISA flags that pick int8 kernels, runtime versions) and says
+when it differs from the export host recorded in the manifest: int8 kernels differ by CPU.
 """.format(thresholds=(
     f"fp32 min cosine >= {_DEFAULT.fp32_cosine_min} and max error <= {_DEFAULT.fp32_max_rel_error:g} of the "
     f"row's norm, fp16 min cosine >= {_DEFAULT.fp16_cosine_min}, int8 mean cosine >= {_DEFAULT.int8_cosine_mean}, "

@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 STAGES = ("data", "train", "eval", "export", "verify", "bench")
+# The demo's training recipe (swedge train's defaults otherwise): chosen for the margin by which it meets the
+# compatibility criterion over seeds (README, "The demo's recipe"), since float differences between machines move
+# a 6-epoch model about as much as a new seed does.
+DEMO_METHOD = "sfsc"
+DEMO_OPTIONS = ["evidential_logits=cosine"]
 
 
 @dataclass
@@ -20,7 +25,9 @@ class DemoConfig:
     data: Path = Path("data/synth")
     checkpoint: Path | None = None      # reuse a trained checkpoint: skip training
     epochs: int | None = None           # None: the trainer's default
-    method: str | None = None
+    method: str | None = None           # None: the demo's recipe (DEMO_METHOD + DEMO_OPTIONS)
+    method_options: list[str] = field(default_factory=list)
+    seed: int = 0
     formats: list[str] = field(default_factory=lambda: ["onnx", "openvino", "tflite", "coreml", "tensorrt"])
     precisions: list[str] = field(default_factory=lambda: ["fp32", "fp16", "int8"])
     bench_iters: int = 20
@@ -44,10 +51,19 @@ def run_demo(cfg: DemoConfig, say=print) -> dict:
         result[stage] = globals()[f"_stage_{stage}"](cfg, out, result, say)
         seconds[stage] = round(time.perf_counter() - t0, 1)
     result["seconds"] = seconds
+    result["gate"] = gate(result)
     say("\n" + text_table(["stage", "seconds"], [[s, f"{seconds[s]:.1f}"] for s in STAGES]
                           + [["total", f"{sum(seconds.values()):.1f}"]], right={1}))
     _write_summary(out, result, say)
     return result
+
+
+def gate(result: dict) -> dict:
+    """The demo's verdict: the bundle passes `swedge verify` and the checkpoint meets the compatibility criterion
+    M[w][1.0] > M[w][w] (torch). ``passed`` decides the exit code of `swedge demo`."""
+    failed = [name for name, ok in (("verify", result["verify"]["passed"]),
+                                    ("compatibility criterion", result["eval"]["compatible"])) if not ok]
+    return {"passed": not failed, "failed": failed}
 
 
 def _check(cfg: DemoConfig, out: Path) -> None:
@@ -88,9 +104,9 @@ def _train_config(cfg: DemoConfig, out: Path):
     from swedge.train_config import TrainConfig
 
     kw = {"epochs": cfg.epochs} if cfg.epochs is not None else {}
-    if cfg.method:
-        kw["method"] = cfg.method
-    return TrainConfig(data=str(cfg.data), out=str(out / "train"), **kw)
+    method, options = (cfg.method, cfg.method_options) if cfg.method else (DEMO_METHOD, DEMO_OPTIONS + cfg.method_options)
+    return TrainConfig(data=str(cfg.data), out=str(out / "train"), method=method, method_options=list(options),
+                       seed=cfg.seed, **kw)
 
 
 def _export_plan(cfg: DemoConfig, out: Path, checkpoint: Path):
@@ -144,21 +160,27 @@ def _stage_verify(cfg, out, result, say):
 def _stage_bench(cfg, out, result, say):
     from swedge.cli.bench import format_timings
     from swedge.io import atomic_write_json
-    from swedge.runtimes.bench import bench_bundle, save_plot
+    from swedge.runtimes.bench import bench_bundle, bench_record, host_line, save_plot
+    from swedge.runtimes.host import host_record
 
     timings = bench_bundle(out / "bundle", iters=cfg.bench_iters, progress=cfg.progress)
-    say("\n" + format_timings(timings))
-    atomic_write_json(out / "bench.json", {"threads": 1, "timings": [t.to_dict() for t in timings]})
-    save_plot(timings, out / "bench.png", batch=1)
+    host = host_record()
+    say("\n" + format_timings(timings) + "\n" + host_line(host))
+    atomic_write_json(out / "bench.json", bench_record(out / "bundle", timings, threads=1, host=host))
+    save_plot(timings, out / "bench.png", batch=1, host=host)
     return {"json": str(out / "bench.json"), "plot": str(out / "bench.png")}
 
 
 def _write_summary(out: Path, result: dict, say) -> None:
     from swedge.io import atomic_write_bytes, atomic_write_json
+    from swedge.runtimes.host import describe, host_record
 
-    v = result["verify"]
+    v, g = result["verify"], result["gate"]
+    verdict = ("PASSED: verify passed and the compatibility criterion holds" if g["passed"] else
+               f"FAILED: the demo ran to the end, but {' and '.join(g['failed'])} failed (exit code 1)")
     lines = [
         "# swedge demo", "",
+        f"- host: {describe(host_record())}",
         f"- checkpoint: `{result['train']['checkpoint']}`",
         f"- compatibility criterion M[w][1.0] > M[w][w] (torch): {'holds' if result['eval']['compatible'] else 'FAILS'}",
         f"- export: {result['export']['ok']} artifacts ok, {result['export']['skipped']} skipped, "
@@ -167,6 +189,7 @@ def _write_summary(out: Path, result: dict, say) -> None:
         f"{v['counts']['skipped']} skipped) — report `{v['report']}`",
         f"- bench: `{result['bench']['json']}`, plot `{result['bench']['plot']}`",
         f"- seconds per stage: {result['seconds']}",
+        f"- gate: {verdict}",
     ]
     atomic_write_bytes(out / "summary.md", ("\n".join(lines) + "\n").encode())
     atomic_write_json(out / "summary.json", result)

@@ -12,7 +12,8 @@ examples:
 Reports p50 / p90 of the runtime's own inference call after warm-up, and the speed-up over the torch eager
 sub-model of the same width (the checkpoint recorded in the manifest, checked by sha256). Every runtime gets
 the same --threads (default 1): on a small shared machine more threads make eager torch erratic. Absolute
-numbers move with machine load; compare within one run.
+numbers move with machine load; compare within one run. The output names the host (CPU model and the ISA
+flags that pick int8 kernels) beside the figures, and --json records it.
 """
 
 
@@ -50,7 +51,8 @@ def run(args) -> int:
 
     from swedge.errors import SwedgeError
     from swedge.io import atomic_write_json
-    from swedge.runtimes.bench import bench_bundle, save_plot
+    from swedge.runtimes.bench import bench_bundle, bench_record, host_line, save_plot
+    from swedge.runtimes.host import host_record
 
     split = (lambda s: [t.strip() for t in s.split(",") if t.strip()] if s else None)
     try:
@@ -65,11 +67,12 @@ def run(args) -> int:
     timings = bench_bundle(args.bundle, batches=batches, warmup=args.warmup, iters=args.iters, threads=args.threads,
                            runtimes=split(args.runtime), formats=split(args.formats), torch_baseline=not args.no_torch,
                            checkpoint=args.checkpoint)
+    host = host_record()
     print(format_timings(timings))
+    print(host_line(host))
     if args.json:
-        atomic_write_json(args.json, {"bundle": str(args.bundle), "threads": args.threads,
-                                      "timings": [t.to_dict() for t in timings]})
+        atomic_write_json(args.json, bench_record(args.bundle, timings, threads=args.threads, host=host))
     png = args.png or (str(Path(args.json).with_suffix(".png")) if args.json else None)
     if png:
-        print(f"plot: {save_plot(timings, png, batch=min(batches)) or 'left out (matplotlib missing)'}")
+        print(f"plot: {save_plot(timings, png, batch=min(batches), host=host) or 'left out (matplotlib missing)'}")
     return 0
