@@ -8,7 +8,7 @@ folder, so an interrupted export never leaves a bundle that looks complete.
 
 from __future__ import annotations
 
-import importlib.metadata
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,13 +84,9 @@ class Exporter:
 
 def version_of(*dists: str) -> dict:
     """Installed versions of the named distributions (missing ones are left out)."""
-    out = {}
-    for d in dists:
-        try:
-            out[d] = importlib.metadata.version(d)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return out
+    from swedge.runtimes.host import library_versions
+
+    return library_versions(dists)
 
 
 EXPORTERS: Registry[type[Exporter]] = Registry("export format")
