@@ -16,7 +16,7 @@ STAGES = ("data", "train", "eval", "export", "verify", "bench")
 # compatibility criterion over seeds (README, "The demo's recipe"), since float differences between machines move
 # a 6-epoch model about as much as a new seed does.
 DEMO_METHOD = "sfsc"
-DEMO_OPTIONS = ["evidential_logits=cosine"]
+DEMO_OPTIONS = ["merge=sum", "evidence_fn=exp"]
 
 
 @dataclass
