@@ -12,6 +12,9 @@ import pytest
 
 from swedge.exporters.bundle import ExportPlan, export_bundle
 
+# The e2e lane (`make test-e2e`): this module builds a fresh venv without torch (~20 s).
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -31,6 +31,9 @@ import torch
 
 from swedge.trainer import MACHINE_LOG_FIELDS
 
+# The e2e lane (`make test-e2e`): this module starts multi-process (gloo) training runs (~35 s).
+pytestmark = pytest.mark.e2e
+
 TINY = ["--input-size", "32x16", "--widths", "0.5,1.0", "--embedding-dim", "8", "--workers", "0", "--epochs", "1",
         "--ids-per-batch", "2", "--images-per-id", "2", "--log-every", "1", "--opt", "triplet_weight=0",
         "--force"]  # --force: a retried torchrun (see _torchrun) may find the first attempt's run
