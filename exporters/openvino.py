@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 
 from swedge.calibration.base import QUANTIZERS
-from swedge.calibration.nncf_ptq import quantize_openvino
+from swedge.calibration.nncf_ptq import quantize_openvino_selected
 from swedge.errors import SwedgeError, require
 
 from .base import INPUT_NAME, OUTPUT_NAME, EXPORTERS, Exporter, ExportJob, ExportResult, version_of
@@ -50,7 +50,7 @@ class OpenVINOExporter(Exporter):
         model = _convert(ov, job)
         quantization = None
         if job.precision == "int8":
-            model, facts = quantize_openvino(model, job.calibration)
+            model, facts = quantize_openvino_selected(model, job.calibration)
             quantization = QUANTIZERS.get("nncf-ptq").record(job.calibration, **facts)
         for key, value in job.metadata.items():  # after quantization, so nothing can drop it
             model.set_rt_info(str(value), [RT_INFO_KEY, str(key)])

@@ -64,6 +64,8 @@ def reference_lines(report: VerifyReport) -> list[str]:
 def host_lines(report: VerifyReport) -> list[str]:
     """Where the verdict holds: int8 kernels differ by CPU, so say whether this host matches the export host."""
     here = describe(report.host)
+    if report.export_host is None and report.errors and not report.rows:  # the manifest itself was unreadable
+        return [f"host: {here}"]
     if report.export_host is None:
         return [f"host: {here}; the export host is not recorded (bundle exported by an older swedge): int8 "
                 "results hold for this host's CPU class"]

@@ -119,6 +119,10 @@ def test_int8_ir_has_fake_quantize_and_records_calibration(export, calib):
     assert q["quantizer"] == "nncf-ptq" and q["backend"] == "openvino" and q["scope"] == "weights+activations"
     assert q["calibration_sha256"] == calib.sha256 and q["calibration_size"] == calib.size
     assert q["preset"] == "performance" and q["subset_size"] == calib.size
+    # fast vs full bias correction chosen on held-out calibration images: the recorded one is the better scored
+    scores = q["selection"]["mean_cosine"]
+    assert set(scores) == {"fast", "full"} and q["bias_correction"] == max(scores, key=scores.get)
+    assert q["selection"]["held_out_images"] == 4 and q["overflow_fix"] == "enable"
     assert "nncf" in result.tools and "openvino" in result.tools
 
 

@@ -147,3 +147,9 @@ def test_a_malformed_export_host_is_a_bundle_error_naming_the_field(copy, bad, s
     assert main(["verify", str(copy), "--quiet"]) != 0
     err = capsys.readouterr()
     assert "'export_host' " + says in err.out + err.err
+
+
+def test_an_unreadable_bundle_does_not_claim_an_old_export(tmp_path, capsys):
+    assert main(["verify", str(tmp_path), "--quiet"]) != 0
+    out = capsys.readouterr().out
+    assert "not a swedge bundle" in out and "not recorded" not in out and "host: " in out
