@@ -39,6 +39,14 @@ class CalibrationSet:
     def record(self) -> dict:
         return {"sha256": self.sha256, "size": self.size, "source": self.source}
 
+    def holdout_split(self, fraction: float) -> tuple[CalibrationSet, np.ndarray] | None:
+        """(a set of the first images, the last ``fraction`` of them held out) for choosing a quantization
+        setting on calibration images only; None when the set is too small to leave both sides non-empty."""
+        n_hold = max(1, int(round(self.size * fraction)))
+        if self.size - n_hold < 1:
+            return None
+        return CalibrationSet(self.inputs[:-n_hold], "", self.source), self.inputs[-n_hold:]
+
 
 def array_sha256(a: np.ndarray) -> str:
     a = np.ascontiguousarray(a)

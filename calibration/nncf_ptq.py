@@ -83,23 +83,20 @@ def quantize_openvino_selected(ov_model, calibration, *, holdout: float = 0.25, 
     set with it. Only calibration images are used (never the probe). The trials are scored by OpenVINO's own CPU
     kernels, which is host-independent only because ``overflow_fix="enable"`` keeps every weight in 7 bits (AVX2
     and VNNI kernels then give bit-equal outputs); with another overflow_fix no selection is made."""
-    from swedge.calibration.dataset import CalibrationSet
+    from swedge.metrics.fidelity import row_cosine
 
-    n_hold = max(1, int(round(calibration.size * holdout))) if calibration is not None else 0
-    if calibration is None or options.get("overflow_fix", "enable") != "enable" or calibration.size - n_hold < 1:
+    split = calibration.holdout_split(holdout) if calibration is not None else None
+    if split is None or options.get("overflow_fix", "enable") != "enable":
         return quantize_openvino(ov_model, calibration, **options)  # (which names what is missing)
-    fit = CalibrationSet(calibration.inputs[:-n_hold], "", calibration.source)
-    held = calibration.inputs[-n_hold:]
+    fit, held = split
     reference = _embed(ov_model, held)
     scores = {}
     for name, fast in BIAS_CORRECTIONS.items():
         trial, _ = quantize_openvino(ov_model.clone(), fit, **options, fast_bias_correction=fast)
-        out = _embed(trial, held)
-        cos = (out * reference).sum(1) / (np.linalg.norm(out, axis=1) * np.linalg.norm(reference, axis=1) + 1e-12)
-        scores[name] = round(float(cos.mean()), 6)
+        scores[name] = round(float(row_cosine(_embed(trial, held), reference).mean()), 6)
     best = max(scores, key=scores.get)
     quantized, facts = quantize_openvino(ov_model, calibration, **options, fast_bias_correction=BIAS_CORRECTIONS[best])
-    facts["selection"] = {"held_out_images": n_hold, "mean_cosine": scores,
+    facts["selection"] = {"held_out_images": len(held), "mean_cosine": scores,
                           "scored_by": "OpenVINO CPU, f32 inference precision, 7-bit weights (same on AVX2 and VNNI)"}
     return quantized, facts
 
@@ -107,7 +104,7 @@ def quantize_openvino_selected(ov_model, calibration, *, holdout: float = 0.25, 
 def _embed(model, x: np.ndarray) -> np.ndarray:
     ov = require("openvino", "openvino")
     compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1})
-    return np.asarray(compiled(x)[0], dtype=np.float64)
+    return np.asarray(compiled(x)[0])
 
 
 @contextlib.contextmanager

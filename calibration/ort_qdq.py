@@ -212,25 +212,22 @@ def quantize_onnx_qdq_selected(src, dst, calibration, candidates: dict[str, dict
     on the whole set. Only calibration images are used (never the probe), and outputs come from the QDQ
     reference (no int8 kernels), so the choice is the same on every exporting host. Returns the winner's facts
     plus every candidate's held-out score."""
-    from swedge.calibration.dataset import CalibrationSet
+    from swedge.metrics.fidelity import row_cosine
     from swedge.runtimes.ort_runner import OrtQdqReferenceRunner
 
-    n_hold = max(1, int(round(calibration.size * holdout)))
-    if calibration.size - n_hold < 1 or len(candidates) == 1:
+    split = calibration.holdout_split(holdout)
+    if split is None or len(candidates) == 1:
         name = next(iter(candidates))
         return {**quantize_onnx_qdq(src, dst, calibration, **candidates[name]), "setting": name}
-    fit = CalibrationSet(calibration.inputs[:-n_hold], "", calibration.source)
-    held = calibration.inputs[-n_hold:]
+    fit, held = split
     reference = OrtQdqReferenceRunner(src).embed(held)
     scores = {}
     with tempfile.TemporaryDirectory(prefix="swedge-qdq-select-") as work:
         for name, options in candidates.items():
             trial = Path(work) / f"{name}.onnx"
             quantize_onnx_qdq(src, trial, fit, **options)
-            out = OrtQdqReferenceRunner(trial).embed(held)
-            cos = (out * reference).sum(1) / (np.linalg.norm(out, axis=1) * np.linalg.norm(reference, axis=1) + 1e-12)
-            scores[name] = round(float(cos.mean()), 6)
+            scores[name] = round(float(row_cosine(OrtQdqReferenceRunner(trial).embed(held), reference).mean()), 6)
     best = max(scores, key=scores.get)
     facts = quantize_onnx_qdq(src, dst, calibration, **candidates[best])
-    return {**facts, "setting": best, "selection": {"held_out_images": n_hold, "mean_cosine": scores,
+    return {**facts, "setting": best, "selection": {"held_out_images": len(held), "mean_cosine": scores,
                                                     "scored_by": OrtQdqReferenceRunner.label}}

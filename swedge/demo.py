@@ -66,6 +66,13 @@ def gate(result: dict) -> dict:
     return {"passed": not failed, "failed": failed}
 
 
+def verdict_line(gate: dict) -> str:
+    """The demo's verdict in one line (the CLI's last line, the summary's "gate" entry)."""
+    if gate["passed"]:
+        return "PASSED (verify passed, compatibility criterion holds)"
+    return f"FAILED: the demo ran to the end, but {' and '.join(gate['failed'])} failed; exit code 1"
+
+
 def _check(cfg: DemoConfig, out: Path) -> None:
     """Every setting of every stage, before the first one runs (not after ten minutes of training)."""
     from swedge.errors import SwedgeError
@@ -175,9 +182,7 @@ def _write_summary(out: Path, result: dict, say) -> None:
     from swedge.io import atomic_write_bytes, atomic_write_json
     from swedge.runtimes.host import describe, host_record
 
-    v, g = result["verify"], result["gate"]
-    verdict = ("PASSED: verify passed and the compatibility criterion holds" if g["passed"] else
-               f"FAILED: the demo ran to the end, but {' and '.join(g['failed'])} failed (exit code 1)")
+    v = result["verify"]
     lines = [
         "# swedge demo", "",
         f"- host: {describe(host_record())}",
@@ -189,7 +194,7 @@ def _write_summary(out: Path, result: dict, say) -> None:
         f"{v['counts']['skipped']} skipped) — report `{v['report']}`",
         f"- bench: `{result['bench']['json']}`, plot `{result['bench']['plot']}`",
         f"- seconds per stage: {result['seconds']}",
-        f"- gate: {verdict}",
+        f"- gate: {verdict_line(result['gate'])}",
     ]
     atomic_write_bytes(out / "summary.md", ("\n".join(lines) + "\n").encode())
     atomic_write_json(out / "summary.json", result)

@@ -47,7 +47,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from swedge.demo import DemoConfig, run_demo
+    from swedge.demo import DemoConfig, run_demo, verdict_line
 
     cfg = DemoConfig(out=Path(args.out), data=Path(args.data), epochs=args.epochs, method=args.method,
                      method_options=args.opt, seed=args.seed,
@@ -58,7 +58,5 @@ def run(args) -> int:
     if args.precisions:
         cfg.precisions = args.precisions
     result = run_demo(cfg)
-    gate = result["gate"]
-    print("\ndemo: PASSED (verify passed, compatibility criterion holds)" if gate["passed"] else
-          f"\ndemo: FAILED: the demo ran to the end, but {' and '.join(gate['failed'])} failed; exit code 1")
-    return 0 if gate["passed"] else 1
+    print(f"\ndemo: {verdict_line(result['gate'])}")
+    return 0 if result["gate"]["passed"] else 1
