@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 
 import numpy as np
 
@@ -37,16 +38,20 @@ from swedge.errors import SwedgeError, require
 PRESETS = ("performance", "mixed")
 OVERFLOW_FIXES = ("enable", "first_layer_only", "disable")
 FLOAT_OPS = ("MatMul",)  # the embedding Linear
+# The same scheme in onnxruntime QDQ terms (symmetric activations as the "performance" preset, 7-bit weights as
+# overflow_fix="enable", embedding float): what the int8 repair ranks layers with for OpenVINO artifacts.
+NNCF_AS_QDQ = {"method": "minmax", "symmetric_activations": True, "reduce_range": True, "float_ops": ("Gemm",)}
 
 
 @register_quantizer("nncf-ptq", backend="openvino",
                     algorithm="NNCF post-training quantization (MinMax + BiasCorrection)")
 def quantize_openvino(ov_model, calibration, *, preset: str = "performance", fast_bias_correction: bool = False,
-                      subset_size: int | None = None, overflow_fix: str = "enable"):
+                      subset_size: int | None = None, overflow_fix: str = "enable", keep_float: tuple[str, ...] = ()):
     """Return ``(quantized openvino.Model, facts)``; ``facts`` go into the manifest's quantization entry.
 
     ``calibration`` is a :class:`swedge.calibration.CalibrationSet`; every image is fed as its own batch of 1.
-    ``subset_size`` (default: the whole set) is capped at the set's size.
+    ``subset_size`` (default: the whole set) is capped at the set's size. ``keep_float``: OpenVINO node names of
+    convolutions left unquantized (:func:`conv_names` maps torch module names to them).
     """
     if preset not in PRESETS:
         raise SwedgeError(f"unknown NNCF preset '{preset}': choose from {', '.join(PRESETS)}")
@@ -66,12 +71,41 @@ def quantize_openvino(ov_model, calibration, *, preset: str = "performance", fas
             fast_bias_correction=fast_bias_correction,
             subset_size=used,
             advanced_parameters=nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix(overflow_fix)),
-            ignored_scope=nncf.IgnoredScope(types=list(FLOAT_OPS)),
+            ignored_scope=nncf.IgnoredScope(names=list(keep_float), types=list(FLOAT_OPS)),
         )
     facts = {"preset": preset, "bias_correction": "fast" if fast_bias_correction else "full", "subset_size": used,
              "overflow_fix": overflow_fix, "weight_bits": 7 if overflow_fix == "enable" else 8,
              "float_ops": list(FLOAT_OPS)}
     return quantized, facts
+
+
+def conv_names(ov_model, module, layers: tuple[str, ...]) -> list[str]:
+    """OpenVINO node names of the convolutions that compute the torch modules ``layers`` of ``module``.
+
+    convert_model folds each BatchNorm into its convolution and renames the node (``Multiply_123``), so layers are
+    matched by order: the model's (Group)Convolutions in topological order against the module's Conv2d layers in
+    registration order, each pair checked for the same weight shape; any disagreement is an error, never a guess."""
+    if not layers:
+        return []
+    from swedge.calibration.int8_repair import conv_layers
+
+    torch_layers = conv_layers(module)
+    ops = [op for op in ov_model.get_ordered_ops() if op.get_type_name() in ("Convolution", "GroupConvolution")]
+    shapes = [tuple(int(d) for d in op.input_value(1).get_partial_shape().to_shape()) for op in ops]
+    names = {}
+    for (name, shape, groups), op, ov_shape in zip(torch_layers, ops, shapes):
+        # GroupConvolution weights are (groups, out / groups, in / groups, kh, kw)
+        flat = (ov_shape[0] * ov_shape[1], *ov_shape[2:]) if op.get_type_name() == "GroupConvolution" else ov_shape
+        if flat != shape:
+            break
+        names[name] = op.get_friendly_name()
+    if len(ops) != len(torch_layers) or len(names) != len(torch_layers):
+        raise SwedgeError(f"cannot match the OpenVINO model's {len(ops)} convolutions to the module's "
+                          f"{len(torch_layers)} Conv2d layers by order and shape; int8 repair is not possible here")
+    unknown = [name for name in layers if name not in names]
+    if unknown:
+        raise SwedgeError(f"no convolution layer(s) {unknown} in the model; its layers: {', '.join(list(names)[:8])} ...")
+    return [names[name] for name in layers]
 
 
 BIAS_CORRECTIONS = {"full": False, "fast": True}  # name -> nncf's fast_bias_correction
@@ -109,7 +143,14 @@ def _embed(model, x: np.ndarray) -> np.ndarray:
 
 @contextlib.contextmanager
 def _quiet_progress():
-    """NNCF draws rich progress bars on stdout for every pass; swallow them. Its warnings and errors go through
-    the 'nncf' logger (a handler bound to the real stdout at import) and exceptions, so they still show."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        yield
+    """NNCF draws rich progress bars on stdout for every pass; swallow them, and its INFO lines (one per node of
+    an ignored scope). Its warnings and errors go through the 'nncf' logger (a handler bound to the real stdout at
+    import) and exceptions, so they still show."""
+    logger = logging.getLogger("nncf")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)

@@ -146,16 +146,70 @@ def _nodes_of_types(path: Path, op_types: tuple[str, ...]) -> list[str]:
     return [n.name for n in onnx.load(str(path), load_external_data=False).graph.node if n.op_type in op_types]
 
 
+def layer_nodes(path: Path, layers: tuple[str, ...]) -> list[str]:
+    """The Conv / Gemm nodes of ``path`` that compute the torch modules ``layers`` (torch.onnx names each weight
+    initializer ``<module>.weight``); an unknown layer is an error naming the known ones."""
+    if not layers:
+        return []
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    by_layer = {n.input[1].removesuffix(".weight"): n.name for n in graph.node
+                if n.op_type in ("Conv", "Gemm") and len(n.input) > 1 and n.input[1].endswith(".weight")}
+    unknown = [name for name in layers if name not in by_layer]
+    if unknown:
+        raise SwedgeError(f"{path.name} has no convolution for layer(s) {unknown}; its layers: "
+                          f"{', '.join(sorted(by_layer)[:8])} ...")
+    return [by_layer[name] for name in layers]
+
+
+def read_kept_layers_in_float(path: Path, nodes: list[str]) -> None:
+    """Rewire each kept-float node of the QDQ file ``path`` to read the float tensor before its input's
+    QuantizeLinear -> DequantizeLinear pair (the pair stays for other consumers; unused pairs are dropped).
+
+    Needed because onnxruntime's WeightBiasQuantization optimizer (on at every level above "disable all")
+    quantizes the weights of any float Conv / Gemm fed by a DequantizeLinear to *per-tensor* int8 at load: an
+    excluded depthwise layer then computes far worse than int8 (ImageNet MobileNetV2 w=1: mean cosine 0.79 vs
+    0.99). Needs the activations before each QuantizeLinear (QDQKeepRemovableActivations) so no ReLU is lost."""
+    import onnx
+
+    nodes = set(nodes)
+    if not nodes:
+        return
+    model = onnx.load(str(path))
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    for node in graph.node:
+        if node.name not in nodes:
+            continue
+        dq = producer.get(node.input[0])
+        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if q is not None and q.op_type == "QuantizeLinear":
+            node.input[0] = q.input[0]
+    for _ in range(2):  # drop the DQ, then the Q, that nothing reads any more
+        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+        dead = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+                and not any(o in used for o in n.output)]
+        for n in dead:
+            graph.node.remove(n)
+    used = {i for n in graph.node for i in n.input}
+    for init in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(init)
+    onnx.save(model, str(path))
+
+
 @register_quantizer("onnxruntime-qdq", backend="onnxruntime", algorithm="static QDQ int8 post-training quantization")
 def quantize_onnx_qdq(src, dst, calibration, *, per_channel: bool = True, symmetric_activations: bool = True,
                       method: str = DEFAULT_METHOD, quantize_bias: bool = True, batch: int = DEFAULT_BATCH,
                       float_ops: tuple[str, ...] = (), percentile: float | None = None, reduce_range: bool = False,
-                      pair_safe_weights: bool = False, activation_type: str = "int8") -> dict:
+                      pair_safe_weights: bool = False, activation_type: str = "int8",
+                      keep_float: tuple[str, ...] = ()) -> dict:
     """Quantize the fp32 ONNX file ``src`` into ``dst`` (written atomically) with int8 weights and activations.
 
     ``calibration``: a CalibrationSet of preprocessed inputs; ``method``: one of METHODS.
     ``quantize_bias=False`` keeps biases in float (TensorRT wants float biases; ONNX Runtime fuses int8
     Conv/Gemm kernels only with int32 biases). ``activation_type``: "int8" or "uint8" (needs asymmetric ranges).
+    ``keep_float``: torch module names of layers left unquantized (the int8 repair's choice).
     Returns the facts the manifest records beside the quantizer."""
     quant = require("onnxruntime.quantization", "onnx")
     act_types = {"int8": quant.QuantType.QInt8, "uint8": quant.QuantType.QUInt8}
@@ -177,6 +231,7 @@ def quantize_onnx_qdq(src, dst, calibration, *, per_channel: bool = True, symmet
         if calibration.size % batch:
             raise SwedgeError(f"{src.name} has a static batch of {batch}; the calibration set size "
                               f"({calibration.size}) must be a multiple of it")
+    kept_nodes = layer_nodes(src, tuple(keep_float))
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent)
     os.close(fd)
@@ -191,11 +246,12 @@ def quantize_onnx_qdq(src, dst, calibration, *, per_channel: bool = True, symmet
                 weight_type=quant.QuantType.QInt8, per_channel=per_channel, reduce_range=reduce_range,
                 calibrate_method=calibrate,
                 calibration_cache_path=cache,
-                nodes_to_exclude=_nodes_of_types(src, float_ops),
+                nodes_to_exclude=_nodes_of_types(src, float_ops) + kept_nodes,
                 extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True,
-                               "QuantizeBias": quantize_bias,
+                               "QuantizeBias": quantize_bias, "QDQKeepRemovableActivations": bool(kept_nodes),
                                **({"TensorQuantOverrides": pair_safe_weight_overrides(src)} if pair_safe_weights
                                   else {})})
+            read_kept_layers_in_float(Path(tmp), kept_nodes)
         os.replace(tmp, dst)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -203,6 +259,7 @@ def quantize_onnx_qdq(src, dst, calibration, *, per_channel: bool = True, symmet
             "symmetric_weights": True, "quantize_bias": quantize_bias, "activation_type": activation_type,
             "weight_type": "int8", "weight_bits": 7 if reduce_range else "8, pair-safe" if pair_safe_weights else 8,
             "format": "QDQ", "calibration_batch": batch, "float_ops": list(float_ops),
+            **({"kept_float": list(keep_float)} if keep_float else {}),
             **({"percentile": percentile or METHOD_OPTIONS[method]["percentile"]} if method == "percentile" else {})}
 
 

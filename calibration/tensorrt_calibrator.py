@@ -33,9 +33,14 @@ if TYPE_CHECKING:
 DEFAULT_CALIBRATION_BATCH = 8
 
 
+TENSORRT_QDQ = {"per_channel": True, "symmetric_activations": True, "quantize_bias": False, "method": "percentile",
+                "percentile": 99.99, "float_ops": ("Gemm",)}
+
+
 @register_quantizer("tensorrt-qdq", backend="tensorrt",
                     algorithm="explicit QDQ from onnxruntime static calibration (symmetric int8, per-channel weights)")
-def quantize_for_tensorrt(src: str | Path, dst: str | Path, calibration: CalibrationSet) -> dict:
+def quantize_for_tensorrt(src: str | Path, dst: str | Path, calibration: CalibrationSet, *,
+                          keep_float: tuple[str, ...] = ()) -> dict:
     """fp32 ONNX ``src`` -> explicit-Q/DQ int8 ONNX ``dst`` that TensorRT can build; returns the quantizer's facts."""
     from swedge.calibration.ort_qdq import quantize_onnx_qdq
 
@@ -43,8 +48,7 @@ def quantize_for_tensorrt(src: str | Path, dst: str | Path, calibration: Calibra
     # 99.99th-percentile ranges and a float embedding Gemm. Symmetric int8 mAP drop (self, points, w = .25/.5/.75/1)
     # on the trained demo checkpoint: MinMax -0.8/-1.4/-1.1/-0.8, percentile 99.999 -0.9/-1.1/-1.1/-0.2,
     # 99.99 -0.3/-0.4/-0.8/-0.6, 99.9 -/-1.3/-2.3/- (clipping too much).
-    facts = quantize_onnx_qdq(src, dst, calibration, per_channel=True, symmetric_activations=True,
-                              quantize_bias=False, method="percentile", percentile=99.99, float_ops=("Gemm",))
+    facts = quantize_onnx_qdq(src, dst, calibration, **TENSORRT_QDQ, keep_float=keep_float)
     problems = qdq_problems(dst)
     if problems:
         raise SwedgeError(f"{dst} is not TensorRT-ready int8: " + "; ".join(problems))

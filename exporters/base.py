@@ -39,6 +39,7 @@ class ExportJob:
     workdir: Path | None = None     # scratch folder inside the staging bundle (removed before publishing)
     metadata: dict = field(default_factory=dict)  # str -> str facts to embed where the format allows
                                     # (ONNX metadata_props, Core ML user_defined_metadata, ...)
+    keep_float: tuple[str, ...] = ()  # int8: torch module names of layers to leave in float (int8 repair)
 
 
 @dataclass
@@ -61,6 +62,9 @@ class Exporter:
     precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
     needs_calibration: tuple[str, ...] = ("int8",)     # precisions that need --calib data
     backend_modules: tuple[str, ...] = ()              # imported to check availability
+    # int8 repair (calibration/int8_repair.py): None = int8 export cannot keep layers float; else the QDQ options
+    # (calibration.ort_qdq.quantize_onnx_qdq) that emulate this format's int8 scheme, to rank layers with
+    int8_repair_scheme: dict | None = None
 
     def missing(self) -> str | None:
         """None when the backend libraries import, else the reason (naming the extra to install)."""

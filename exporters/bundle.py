@@ -41,6 +41,7 @@ class ExportPlan:
     force: bool = False
     seed: int = 0
     cache_dir: Path | None = None
+    int8_repair: bool = False  # re-export failing int8 artifacts with their most sensitive layers float
 
 
 def validate_plan(plan: ExportPlan) -> None:
@@ -81,23 +82,29 @@ def _calibration(plan: ExportPlan, preprocess, progress: bool):
                                  progress=progress)
 
 
-def _parity(result_path: Path, entry: dict, probe: np.ndarray, reference: np.ndarray) -> dict:
-    """Straight-after-export check on the first probe rows, on the first runtime that runs here."""
-    from swedge.metrics.fidelity import row_cosine
+def _embed_here(result_path: Path, entry: dict, inputs: np.ndarray):
+    """(runtime name, features) on the first of the artifact's runtimes that runs here, or (None, reasons)."""
     from swedge.runtimes import RuntimeUnavailable, runner_class, runtimes_for
 
     reasons = []
     for name in runtimes_for(entry):
         try:
             with runner_class(name)(result_path, entry, threads=None) as runner:
-                feats = runner.embed(probe[:PARITY_IMAGES])
+                return name, runner.embed(inputs)
         except (RuntimeUnavailable, SwedgeError) as exc:
             reasons.append(f"{name}: {exc}")
-            continue
-        cos = row_cosine(feats, reference[:PARITY_IMAGES])
-        return {"runtime": name, "rows": int(len(cos)), "cosine_min": float(cos.min()),
-                "cosine_mean": float(cos.mean())}
-    return {"runtime": None, "skipped": "; ".join(reasons) or "no runtime for this format"}
+    return None, "; ".join(reasons) or "no runtime for this format"
+
+
+def _parity(result_path: Path, entry: dict, probe: np.ndarray, reference: np.ndarray) -> dict:
+    """Straight-after-export check on the first probe rows, on the first runtime that runs here."""
+    from swedge.metrics.fidelity import row_cosine
+
+    name, feats = _embed_here(result_path, entry, probe[:PARITY_IMAGES])
+    if name is None:
+        return {"runtime": None, "skipped": feats}
+    cos = row_cosine(feats, reference[:PARITY_IMAGES])
+    return {"runtime": name, "rows": int(len(cos)), "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean())}
 
 
 def _export_one(exporter, job: ExportJob, probe, reference) -> dict:
@@ -160,6 +167,7 @@ def export_bundle(plan: ExportPlan, *, progress: bool = True, on_artifact=None) 
             manifest["references"][f"{w:g}"] = {"path": rel, "sha256": save_npy(staging / rel, references[w]),
                                                 "parameters": count_parameters(modules[w])}
         example = (calibration.inputs if calibration is not None else probe_inputs)[:4]
+        repair = _Repair(plan, modules, calibration, probe_inputs, labels, references, staging, progress)
         jobs = [(f, w, p) for f in plan.formats for w in widths for p in plan.precisions]
         bar = tqdm(jobs, desc="export", unit="artifact", disable=not progress)
         for fmt, w, p in bar:
@@ -173,6 +181,9 @@ def export_bundle(plan: ExportPlan, *, progress: bool = True, on_artifact=None) 
                             max_batch=plan.max_batch, workdir=work,
                             metadata=_artifact_metadata(manifest, w, p))
             entry = _export_one(exporter, job, probe_inputs, references[w])
+            if plan.int8_repair and p == "int8" and entry["status"] == "ok":
+                bar.set_postfix_str(f"{fmt} w{w:g} {p}: checking the gate (--int8-repair)")
+                entry = repair(exporter, job, entry)
             shutil.rmtree(work, ignore_errors=True)
             manifest["artifacts"].append(entry)
             if on_artifact:
@@ -186,6 +197,46 @@ def export_bundle(plan: ExportPlan, *, progress: bool = True, on_artifact=None) 
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+class _Repair:
+    """--int8-repair for one export: the probe gate, and each width's layer ranking computed once when needed."""
+
+    def __init__(self, plan, modules, calibration, probe_inputs, labels, references, staging: Path, progress: bool):
+        self.plan, self.modules, self.calibration, self.staging, self.progress = (plan, modules, calibration,
+                                                                                  staging, progress)
+        self.probe_inputs, self.references = probe_inputs, references
+        self.labels, self._gate, self._rankings = labels, None, {}
+
+    def __call__(self, exporter, job: ExportJob, entry: dict) -> dict:
+        from swedge.exporters.repair import ExportGate, repair_int8
+
+        if self._gate is None:
+            self._gate = ExportGate(self.probe_inputs, self.labels, self.references)
+        return repair_int8(exporter, job, entry, gate=self._gate,
+                           ranking=lambda: self.ranking(job.width, exporter.name, exporter.int8_repair_scheme),
+                           export_one=lambda e, j: _export_one(e, j, self.probe_inputs, self.references[j.width]),
+                           embed_here=_embed_here)
+
+    def ranking(self, width: float, fmt: str, scheme: dict) -> dict:
+        if (width, fmt) not in self._rankings:
+            from swedge.calibration.int8_repair import conv_layers, rank_layers
+            from swedge.exporters.onnx import export_onnx
+            from swedge.exporters.probe import reference_features
+
+            module, server = self.modules[width], self.modules[max(self.modules)]
+            work = Path(tempfile.mkdtemp(prefix="work-rank-", dir=self.staging))
+            try:
+                fp32 = work / "fp32.onnx"
+                export_onnx(module, fp32, input_shape=tuple(self.probe_inputs.shape[1:]),
+                            example=self.calibration.inputs[:4], max_batch=self.plan.max_batch)
+                self._rankings[width, fmt] = rank_layers(
+                    fp32, self.calibration, [name for name, _, _ in conv_layers(module)],
+                    lambda x: reference_features(module, x), lambda x: reference_features(server, x),
+                    scheme=scheme, progress=self.progress)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        return self._rankings[width, fmt]
 
 
 def _manifest_head(ckpt, widths, preprocess, calibration, plan) -> dict:

@@ -140,6 +140,7 @@ class OnnxExporter(Exporter):
     extra = "onnx"
     suffix = ".onnx"
     backend_modules = ("onnx", "onnxscript", "onnxruntime")
+    int8_repair_scheme = ONNX_INT8["asymmetric-minmax"]
 
     def export(self, job: ExportJob) -> ExportResult:
         if job.precision not in self.precisions:
@@ -181,7 +182,8 @@ class OnnxExporter(Exporter):
             work.mkdir(parents=True, exist_ok=True)
             fp32, int8 = work / f"{job.out.stem}.fp32.onnx", work / f"{job.out.stem}.int8.onnx"
             tools = export_onnx(job.module, fp32, **trace)
-            facts = quantize_onnx_qdq_selected(fp32, int8, job.calibration, ONNX_INT8)
+            candidates = {k: {**v, "keep_float": job.keep_float} for k, v in ONNX_INT8.items()}
+            facts = quantize_onnx_qdq_selected(fp32, int8, job.calibration, candidates)
             facts["saturation"] = saturation_bound(int8)
             if not facts["saturation"]["saturation_free"]:  # an invariant of ONNX_INT8, checked on the file itself
                 raise RuntimeError(f"onnx int8: layers {facts['saturation']['layers_that_can_saturate']} can saturate "

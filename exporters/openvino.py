@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 
 from swedge.calibration.base import QUANTIZERS
-from swedge.calibration.nncf_ptq import quantize_openvino_selected
+from swedge.calibration.nncf_ptq import NNCF_AS_QDQ, conv_names, quantize_openvino_selected
 from swedge.errors import SwedgeError, require
 
 from .base import INPUT_NAME, OUTPUT_NAME, EXPORTERS, Exporter, ExportJob, ExportResult, version_of
@@ -38,6 +38,7 @@ class OpenVINOExporter(Exporter):
     name = "openvino"
     extra = "openvino"
     suffix = ""                       # the artifact is a folder: model.xml + model.bin
+    int8_repair_scheme = NNCF_AS_QDQ
     backend_modules = ("openvino",)   # nncf is imported only for int8, by the quantizer
 
     def export(self, job: ExportJob) -> ExportResult:
@@ -50,7 +51,10 @@ class OpenVINOExporter(Exporter):
         model = _convert(ov, job)
         quantization = None
         if job.precision == "int8":
-            model, facts = quantize_openvino_selected(model, job.calibration)
+            model, facts = quantize_openvino_selected(model, job.calibration,
+                                                      keep_float=conv_names(model, job.module, job.keep_float))
+            if job.keep_float:
+                facts["kept_float"] = list(job.keep_float)
             quantization = QUANTIZERS.get("nncf-ptq").record(job.calibration, **facts)
         for key, value in job.metadata.items():  # after quantization, so nothing can drop it
             model.set_rt_info(str(value), [RT_INFO_KEY, str(key)])

@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from swedge.calibration.tensorrt_calibrator import TENSORRT_QDQ
 from swedge.errors import SwedgeError
 from swedge.exporters.base import EXPORTERS, Exporter, ExportJob, ExportResult, ExportSkipped, version_of
 from swedge.runtimes.tensorrt_engine import ENGINE_FILE, ONNX_FILE, tensorrt_unavailable
@@ -30,6 +31,7 @@ class TensorRTExporter(Exporter):
     name = "tensorrt"
     extra = "tensorrt"
     suffix = ""  # the artifact is a folder
+    int8_repair_scheme = TENSORRT_QDQ
     backend_modules = ("onnx", "onnxruntime")  # the TRT-ready ONNX needs only these; the engine is optional
 
     def __init__(self, *, int8_route: str = "qdq", opt_batch: int = 8, workspace_bytes: int | None = None):
@@ -91,7 +93,7 @@ class TensorRTExporter(Exporter):
             fp32, int8 = work / "tensorrt.fp32.onnx", work / "tensorrt.int8.onnx"
             result.tools.update(export_onnx(job.module, fp32, input_shape=job.input_shape, example=job.example,
                                             max_batch=job.max_batch))
-            facts = quantize_for_tensorrt(fp32, int8, job.calibration)
+            facts = quantize_for_tensorrt(fp32, int8, job.calibration, keep_float=job.keep_float)
             model = onnx.load(str(int8))
         set_metadata(model, job.metadata)
         save_onnx(model, path)

@@ -100,6 +100,31 @@ class Bundle:
         return p
 
 
+def repair_summaries(artifacts: list) -> list[str]:
+    """One line per int8 artifact that ``swedge export --int8-repair`` re-exported (or failed to repair), from the
+    manifest's ``repair`` records; a malformed record is a BundleError naming the artifact."""
+    lines = []
+    for a in artifacts:
+        r = a.get("repair") if isinstance(a, dict) else None
+        if r is None or (isinstance(r, dict) and r.get("needed") is not True):
+            continue
+        try:
+            before = float(r["before"]["delta_map"])
+            if r["repaired"]:
+                kept = r["kept_float"]
+                if not isinstance(kept, list) or not all(isinstance(k, str) for k in kept):
+                    raise TypeError("kept_float must be a list of layer names")
+                lines.append(f"int8 repair: {a['id']} keeps {len(kept)} layer(s) float ({', '.join(kept)}); "
+                             f"ΔmAP cross {before:+.2f} -> {float(r['after']['delta_map']):+.2f} at export")
+            else:
+                lines.append(f"int8 repair: {a['id']} not repaired (ΔmAP cross {before:+.2f} at export): "
+                             f"{str(r.get('reason', ''))}")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BundleError(f"artifact {a.get('id')!r}: malformed 'repair' record ({exc}); re-export the "
+                              "bundle") from None
+    return lines
+
+
 def read_manifest(root: str | Path) -> Bundle:
     root = Path(root)
     path = root / MANIFEST

@@ -83,6 +83,7 @@ def format_text(report: VerifyReport) -> str:
         parts.append(text_table(HEADERS, rows_table(report, notes), right={2, 4, 5, 6, 7, 8, 9}))
         parts += [f"[{i}] {n}" for i, n in enumerate(notes, 1)]
     parts += reference_lines(report)
+    parts += report.repairs
     parts += host_lines(report)
     parts.append(summary_line(report))
     return "\n".join(parts)
@@ -138,6 +139,8 @@ def write_markdown(report: VerifyReport, folder) -> Path:
     lines += [f"- error: {e}" for e in report.errors]
     lines += ["## Artifacts", "", markdown_table(HEADERS, rows_table(report)), "", "## Torch sub-models (reference)", ""]
     lines += [f"- {s}" for s in reference_lines(report)]
+    if report.repairs:
+        lines += ["", "## Int8 repair (at export)", ""] + [f"- {s}" for s in report.repairs]
     lines += ["", "## Hosts", ""] + [f"- {s.strip()}" for s in host_lines(report)]
     lines += ["", "## Compatibility matrix", ""]
     lines += [f"![compatibility]({png})" if png else f"({why})", ""]

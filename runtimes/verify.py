@@ -19,7 +19,7 @@ from swedge.errors import MissingDependencyError, SwedgeError
 from swedge.metrics.fidelity import fidelity
 from swedge.metrics.retrieval import evaluate
 from swedge.runtimes.host import host_differences, host_record
-from swedge.runtimes.manifest import Bundle, BundleError, read_manifest
+from swedge.runtimes.manifest import Bundle, BundleError, read_manifest, repair_summaries
 from swedge.runtimes.thresholds import Thresholds
 
 PASS, FAIL, SKIP = "pass", "fail", "skipped"
@@ -73,6 +73,7 @@ class VerifyReport:
     baseline: dict | None = None
     host: dict = field(default_factory=host_record)  # the machine this verify ran on
     export_host: dict | None = None                  # the manifest's: None for bundles exported before it existed
+    repairs: list[str] = field(default_factory=list)  # what `swedge export --int8-repair` did, one line each
 
     @property
     def host_differences(self) -> list[str] | None:
@@ -88,7 +89,7 @@ class VerifyReport:
         return {"bundle": self.bundle, "passed": self.passed, "errors": self.errors,
                 "thresholds": self.thresholds, "reference": self.reference, "baseline": self.baseline,
                 "artifacts": [r.to_dict() for r in self.rows], "matrix": self.matrix, "host": self.host,
-                "export_host": self.export_host, "host_differences": self.host_differences}
+                "export_host": self.export_host, "host_differences": self.host_differences, "repairs": self.repairs}
 
 
 class NpyRows:
@@ -188,18 +189,9 @@ def _score(row: Row, feats: np.ndarray, probe: Probe, refs, server_w: float, ref
     if not np.isfinite(feats).all():
         row.reason = f"{int((~np.isfinite(feats)).any(1).sum())} output rows contain NaN/Inf"
         return
-    fid = fidelity(feats, refs[row.width], is_query=probe.is_query)
-    row.cosine_min, row.cosine_mean, row.max_abs, row.topk_agreement = (fid.cosine_min, fid.cosine_mean,
-                                                                        fid.max_abs, fid.topk_agreement)
-    row.max_rel_error = fid.max_rel_error
-    q, g = probe.split(feats)
-    own = probe.retrieval(q, g)
-    cross = probe.retrieval(q, probe.split(refs[server_w])[1])
-    row.map_self, row.rank1_self = 100 * own.map, 100 * own.rank1
-    row.map_cross, row.rank1_cross = 100 * cross.map, 100 * cross.rank1
-    ref = ref_scores[row.width]
-    row.delta_map_self = row.map_self - ref["map_self"]
-    row.delta_map = row.map_cross - ref["map_cross"]
+    for key, value in score_features(feats, probe, refs[row.width], refs[server_w], ref_scores[row.width]).items():
+        setattr(row, key, value)
+    q = probe.split(feats)[0]
     failures = thresholds.check(row.precision, row.cosine_min, row.cosine_mean, row.delta_map_self, row.delta_map,
                                 row.max_rel_error)
     if baseline_gallery is not None:
@@ -211,6 +203,32 @@ def _score(row: Row, feats: np.ndarray, probe: Probe, refs, server_w: float, ref
                             f"- {thresholds.baseline_max_map_drop}")
     row.features = feats
     row.status, row.reason = (FAIL, "; ".join(failures)) if failures else (PASS, "")
+
+
+def score_features(feats: np.ndarray, probe: Probe, reference: np.ndarray, server: np.ndarray,
+                   reference_score: dict) -> dict:
+    """The gate's figures for one artifact's probe features: fidelity to the torch sub-model (``reference``),
+    self-test and cross-test (vs the server's gallery) mAP / Rank-1, and ΔmAP against ``reference_score``."""
+    fid = fidelity(feats, reference, is_query=probe.is_query)
+    q, g = probe.split(feats)
+    own, cross = probe.retrieval(q, g), probe.retrieval(q, probe.split(server)[1])
+    figures = {"cosine_min": fid.cosine_min, "cosine_mean": fid.cosine_mean, "max_abs": fid.max_abs,
+               "topk_agreement": fid.topk_agreement, "max_rel_error": fid.max_rel_error,
+               "map_self": 100 * own.map, "rank1_self": 100 * own.rank1,
+               "map_cross": 100 * cross.map, "rank1_cross": 100 * cross.rank1}
+    figures["delta_map_self"] = figures["map_self"] - reference_score["map_self"]
+    figures["delta_map"] = figures["map_cross"] - reference_score["map_cross"]
+    return figures
+
+
+def reference_scores(refs: dict[float, np.ndarray], probe: Probe, server_w: float) -> dict[str, dict]:
+    """Self-test and cross-test mAP of every torch sub-model on the probe (what ΔmAP is measured against)."""
+    out = {}
+    for w, f in refs.items():
+        q, g = probe.split(f)
+        out[f"{w:g}"] = {"map_self": 100 * probe.retrieval(q, g).map,
+                         "map_cross": 100 * probe.retrieval(q, probe.split(refs[server_w])[1]).map}
+    return out
 
 
 def _baseline(path, probe: Probe):
@@ -251,6 +269,7 @@ def verify_bundle(root, *, runtimes: list[str] | None = None, formats: list[str]
     try:
         bundle = read_manifest(root)
         report.export_host = bundle.manifest.get("export_host")  # checked by read_manifest
+        report.repairs = repair_summaries(bundle.artifacts)
         probe = load_probe(bundle, batch)
         refs = load_references(bundle)
         old = _baseline(baseline, probe) if baseline else None
@@ -258,10 +277,7 @@ def verify_bundle(root, *, runtimes: list[str] | None = None, formats: list[str]
         report.errors.append(str(exc))
         return report
     server_w, dim = bundle.server_width, int(bundle.manifest["output"]["dim"])
-    for w, f in refs.items():
-        q, g = probe.split(f)
-        report.reference[f"{w:g}"] = {"map_self": 100 * probe.retrieval(q, g).map,
-                                      "map_cross": 100 * probe.retrieval(q, probe.split(refs[server_w])[1]).map}
+    report.reference = reference_scores(refs, probe, server_w)
     ref_scores = {float(w): v for w, v in report.reference.items()}
     if old is not None:
         report.baseline = old[2]

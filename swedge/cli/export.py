@@ -53,6 +53,11 @@ def register(sub) -> None:
                    "(default: --calib)")
     p.add_argument("--probe-size", type=int, default=600, help="max probe images, whole identities kept "
                    "(default %(default)s)")
+    p.add_argument("--int8-repair", action="store_true",
+                   help="when an int8 artifact misses the gate on the probe (what `swedge verify` checks), re-export "
+                   "it with its most sensitive layers in float (ranked on held-out calibration images), fewest first "
+                   "(1, 2, 4, ...), until it passes; ONNX, TRT-ready ONNX and OpenVINO. The kept layers and the "
+                   "ΔmAP before / after are in the manifest and the summary")
     p.add_argument("--max-batch", type=int, default=64, help="largest batch of the dynamic batch dimension")
     p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
     p.add_argument("--json", default=None, help="also write the export summary as JSON here")
@@ -74,8 +79,22 @@ def summary_rows(manifest: dict, notes: list[str] | None = None) -> list[list]:
             if notes is not None and reason not in notes:
                 notes.append(reason)
             status = f"ok, TRT-ready ONNX; engine skipped [{notes.index(reason) + 1 if notes is not None else reason}]"
+        status += repair_note(a.get("repair"))
         rows.append([a["format"], f"{a['width']:g}", a["precision"], size, secs, cos, status])
     return rows
+
+
+def repair_note(repair: dict | None) -> str:
+    """What --int8-repair did to an artifact, for the summary's status column ('' when it was not asked)."""
+    if not repair or repair.get("needed") is False:
+        return "" if not repair else ", gate passes as is"
+    if repair.get("needed") is None:
+        return ", gate not checked (no runtime here)"
+    before = f"ΔmAP cross {repair['before']['delta_map']:+.2f}"
+    if repair.get("repaired"):
+        return (f", repaired: {len(repair['kept_float'])} layer(s) float, {before} -> "
+                f"{repair['after']['delta_map']:+.2f}")
+    return f", NOT repaired ({before}): {repair.get('reason', '')}"
 
 
 def format_summary(manifest: dict) -> str:
@@ -98,7 +117,7 @@ def run(args) -> int:
                       widths=list(args.widths) if args.widths else None, precisions=precisions,
                       calib=Path(args.calib) if args.calib else None, calib_size=args.calib_size,
                       probe=Path(args.probe) if args.probe else None, probe_size=args.probe_size,
-                      max_batch=args.max_batch, force=args.force)
+                      max_batch=args.max_batch, force=args.force, int8_repair=args.int8_repair)
     manifest = export_bundle(plan, progress=not args.quiet)
     print(format_summary(manifest))
     counts = {s: sum(a["status"] == s for a in manifest["artifacts"]) for s in ("ok", "skipped", "failed")}
