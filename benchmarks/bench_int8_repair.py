@@ -41,7 +41,8 @@ def main() -> int:
     rows = []
     for a in manifest["artifacts"]:
         r = a.get("repair") or {}
-        v = next((x for x in report.rows if x.id == a["id"]), None)
+        ran = [x for x in report.rows if x.id == a["id"]]
+        v = next((x for x in ran if x.status != "skipped"), ran[0] if ran else None)  # TRT-ready ONNX: its QDQ row
         rows.append({"id": a["id"], "before": r.get("before"), "repaired": r.get("repaired"),
                      "kept_float": r.get("kept_float", []), "tries": [t["kept"] for t in r.get("tries", [])],
                      "verify": None if v is None else {"runtime": v.runtime, "status": v.status, "reason": v.reason,
