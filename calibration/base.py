@@ -7,6 +7,9 @@ Exporters look quantizers up by name, so the bundle says exactly which algorithm
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 from dataclasses import dataclass
 from typing import Callable
 
@@ -40,3 +43,17 @@ def register_quantizer(name: str, *, backend: str, algorithm: str, scope: str = 
         return fn
 
     return add
+
+
+@contextlib.contextmanager
+def quiet_quantizer(logger: str | None, level: int):
+    """Swallow what a quantization library prints on stdout (progress bars) and raise ``logger`` (None = root) to at
+    least ``level`` for the duration of the call; its errors and exceptions still show."""
+    log = logging.getLogger(logger)
+    before = log.level
+    log.setLevel(max(before, level))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        log.setLevel(before)

@@ -7,10 +7,12 @@ of the cross-similarities from the float ones:
 ``S = normalize(int8 sub-model queries) @ normalize(float server gallery).T`` -- the very scores the cross-test
 ranks by. (Ranking by the gain of keeping one layer float in an otherwise int8 model was tried first and transfers
 worse: ImageNet MobileNetV2 w=0.75, TensorRT's scheme, top 4 float: held-out mean cosine 0.980 by gain, 0.9986 by
-damage — the errors of neighbouring layers mask each other when all are int8.) A trial is an ONNX QDQ file scored by the QDQ reference (no int8 kernels), so the ranking is the same on
-every exporting host; each format names the QDQ options that emulate its own int8 scheme (symmetric or not, 7-bit
-or 8-bit weights: ``Exporter.int8_repair_scheme``), so OpenVINO's layers are ranked under NNCF's scheme. The bundle then keeps the top
-``REPAIR_COUNTS`` layers float, fewest first, until the artifact passes the gate (exporters/bundle.py).
+damage — the errors of neighbouring layers mask each other when all are int8.)
+A trial is an ONNX QDQ file scored by the QDQ reference (no int8 kernels), so the ranking is the same on every
+exporting host; each format names the QDQ options that emulate its own int8 scheme (symmetric or not, 7-bit or
+8-bit weights: ``Exporter.int8_repair_scheme``), so OpenVINO's layers are ranked under NNCF's scheme. The bundle
+then keeps the top ``REPAIR_COUNTS`` layers float, fewest first, until the artifact passes the gate
+(exporters/repair.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from swedge.errors import SwedgeError
 
 REPAIR_COUNTS = (1, 2, 4, 8, 16, 24, 32)  # layers kept float, tried in order; the first count that passes is kept
 HOLDOUT = 0.25  # share of the calibration set the trials are scored on (they are calibrated on the rest)
+MIN_HELD_OUT = 4
 
 
 def conv_layers(module) -> list[tuple[str, tuple[int, ...], int]]:
@@ -63,9 +66,10 @@ def rank_layers(fp32_onnx: Path, calibration, layers: list[str], embed_float, em
     from swedge.runtimes.ort_runner import OrtQdqReferenceRunner
 
     split = calibration.holdout_split(HOLDOUT) if calibration is not None else None
-    if split is None or len(split[1]) < 4:
-        raise SwedgeError("int8 repair ranks layers on held-out calibration images and needs at least 16 of them: "
-                          "pass a larger --calib-size")
+    if split is None or len(split[1]) < MIN_HELD_OUT:
+        raise SwedgeError(f"int8 repair ranks layers on {HOLDOUT:.0%} of the calibration images held out and needs "
+                          f"at least {MIN_HELD_OUT} of them: pass a larger --calib-size "
+                          f"(>= {round(MIN_HELD_OUT / HOLDOUT)})")
     fit, held = split
     reference, server = embed_float(held), embed_server(held)
 

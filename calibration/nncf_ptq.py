@@ -26,13 +26,11 @@ cosine 0.9836 with it quantized, 0.9960 without).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 
 import numpy as np
 
-from swedge.calibration.base import register_quantizer
+from swedge.calibration.base import quiet_quantizer, register_quantizer
 from swedge.errors import SwedgeError, require
 
 PRESETS = ("performance", "mixed")
@@ -63,7 +61,9 @@ def quantize_openvino(ov_model, calibration, *, preset: str = "performance", fas
         raise SwedgeError(f"unknown NNCF overflow_fix '{overflow_fix}': choose from {', '.join(OVERFLOW_FIXES)}")
     nncf = require("nncf", "openvino")
     used = min(subset_size or calibration.size, calibration.size)
-    with _quiet_progress():
+    # NNCF draws rich progress bars on stdout and logs one INFO line per node of an ignored scope; its warnings
+    # and errors go through the 'nncf' logger (a handler bound to the real stdout at import), so they still show
+    with quiet_quantizer("nncf", logging.WARNING):
         quantized = nncf.quantize(
             ov_model,
             nncf.Dataset(list(calibration.batches(1))),
@@ -104,7 +104,8 @@ def conv_names(ov_model, module, layers: tuple[str, ...]) -> list[str]:
                           f"{len(torch_layers)} Conv2d layers by order and shape; int8 repair is not possible here")
     unknown = [name for name in layers if name not in names]
     if unknown:
-        raise SwedgeError(f"no convolution layer(s) {unknown} in the model; its layers: {', '.join(list(names)[:8])} ...")
+        raise SwedgeError(f"no convolution layer(s) {unknown} in the model; its layers: "
+                          f"{', '.join(list(names)[:8])} ...")
     return [names[name] for name in layers]
 
 
@@ -139,18 +140,3 @@ def _embed(model, x: np.ndarray) -> np.ndarray:
     ov = require("openvino", "openvino")
     compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1})
     return np.asarray(compiled(x)[0])
-
-
-@contextlib.contextmanager
-def _quiet_progress():
-    """NNCF draws rich progress bars on stdout for every pass; swallow them, and its INFO lines (one per node of
-    an ignored scope). Its warnings and errors go through the 'nncf' logger (a handler bound to the real stdout at
-    import) and exceptions, so they still show."""
-    logger = logging.getLogger("nncf")
-    level = logger.level
-    logger.setLevel(max(level, logging.WARNING))
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        logger.setLevel(level)

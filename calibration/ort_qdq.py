@@ -13,8 +13,6 @@ and float convolutions, no int8 kernels), so the exporting host's int8 kernels n
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import math
 import os
@@ -23,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from swedge.calibration.base import register_quantizer
+from swedge.calibration.base import quiet_quantizer, register_quantizer
 from swedge.errors import SwedgeError, require
 
 # How each method computes ranges. ORT's quantize_static runs entropy with 128 histogram bins and 128 quantized
@@ -85,20 +83,6 @@ def _reader(name: str, inputs: np.ndarray, batch: int):
             return None if chunk is None else {name: chunk}
 
     return Reader()
-
-
-@contextlib.contextmanager
-def _quiet_ort_quantization():
-    """onnxruntime.quantization prints progress to stdout and logs advice at WARNING on the root logger
-    ('consider pre-processing'); keep errors only for the duration of the call."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(max(level, logging.ERROR))
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        root.setLevel(level)
 
 
 def _ranges(src: Path, reader, method: str, options: dict, symmetric: bool, cache: Path, work: Path) -> None:
@@ -236,7 +220,9 @@ def quantize_onnx_qdq(src, dst, calibration, *, per_channel: bool = True, symmet
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent)
     os.close(fd)
     try:
-        with tempfile.TemporaryDirectory(prefix="swedge-qdq-") as work, _quiet_ort_quantization():
+        # onnxruntime.quantization prints progress on stdout and logs advice ('consider pre-processing') at
+        # WARNING on the root logger: keep errors only
+        with tempfile.TemporaryDirectory(prefix="swedge-qdq-") as work, quiet_quantizer(None, logging.ERROR):
             cache = Path(work) / "ranges.json"
             options = dict(METHOD_OPTIONS[method], **({"percentile": percentile} if percentile else {}))
             _ranges(src, _reader(name, calibration.inputs, batch), method, options, symmetric_activations, cache,

@@ -203,10 +203,10 @@ class _Repair:
     """--int8-repair for one export: the probe gate, and each width's layer ranking computed once when needed."""
 
     def __init__(self, plan, modules, calibration, probe_inputs, labels, references, staging: Path, progress: bool):
-        self.plan, self.modules, self.calibration, self.staging, self.progress = (plan, modules, calibration,
-                                                                                  staging, progress)
-        self.probe_inputs, self.references = probe_inputs, references
-        self.labels, self._gate, self._rankings = labels, None, {}
+        self.plan, self.modules, self.calibration = plan, modules, calibration
+        self.probe_inputs, self.labels, self.references = probe_inputs, labels, references
+        self.staging, self.progress = staging, progress
+        self._gate, self._rankings = None, {}
 
     def __call__(self, exporter, job: ExportJob, entry: dict) -> dict:
         from swedge.exporters.repair import ExportGate, repair_int8

@@ -56,8 +56,8 @@ def repair_int8(exporter, job, entry: dict, *, gate: ExportGate, ranking, export
     ``repair`` record says what was tried. ``ranking()`` returns the width's layer ranking (computed once)."""
     before = gate.check(job.out, entry, embed_here)
     record = {"before": before}
-    if before["runtime"] is None or not before["failures"]:
-        entry["repair"] = {**record, "needed": False} if before["runtime"] else {**record, "needed": None}
+    if before["runtime"] is None or not before["failures"]:  # needed: None = the gate could not run here
+        entry["repair"] = {**record, "needed": None if before["runtime"] is None else False}
         return entry
     if exporter.int8_repair_scheme is None:
         entry["repair"] = {**record, "needed": True, "repaired": False,
