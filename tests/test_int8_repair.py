@@ -172,6 +172,7 @@ def test_passing_artifact_is_not_touched_and_unrepairable_formats_say_why():
         entry["repair"]["reason"]
 
 
+@pytest.mark.e2e  # ~95 s on 2 cores: two layer rankings and up to five re-exports per width
 def test_bundle_int8_repair_records_and_publishes_the_repaired_artifact(tiny_checkpoint, tiny_market, tmp_path,
                                                                         monkeypatch):
     """End to end on the tiny model with a stricter gate (mean cosine >= 0.99999) that plain int8 misses: counts
