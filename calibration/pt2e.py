@@ -16,7 +16,8 @@ CALIBRATION_BATCH = 8  # images per calibration forward when the batch is dynami
 
 
 @register_quantizer("litert-pt2e", backend="litert", algorithm=ALGORITHM)
-def quantize_pt2e(module, example, calibration, *, per_channel: bool = True, dynamic_shapes=None):
+def quantize_pt2e(module, example, calibration, *, per_channel: bool = True, dynamic_shapes=None,
+                  keep_float: tuple[str, ...] = ()):
     """Quantize ``module`` (eval mode) with ``calibration`` (a CalibrationSet).
 
     ``example`` is a torch tensor (N, 3, H, W) used for tracing; ``dynamic_shapes`` is passed to
@@ -26,7 +27,8 @@ def quantize_pt2e(module, example, calibration, *, per_channel: bool = True, dyn
 
     Returns ``(graph_module, quantizer, extra_facts)``: the converted Q/DQ GraphModule, the PT2EQuantizer to
     hand to ``litert_torch.convert(..., quant_config=QuantConfig(pt2e_quantizer=quantizer))``, and the facts
-    to record in the manifest.
+    to record in the manifest. ``keep_float``: torch module names of layers left unquantized (the int8 repair's
+    choice); their neighbours' quantize / dequantize pairs stay, so the file mixes int8 and float kernels.
     """
     torch = require("torch", "tflite")
     pq = require("litert_torch.quantize.pt2e_quantizer", "tflite")
@@ -43,8 +45,12 @@ def quantize_pt2e(module, example, calibration, *, per_channel: bool = True, dyn
 
     quantizer = pq.PT2EQuantizer().set_global(
         pq.get_symmetric_quantization_config(is_per_channel=per_channel, is_dynamic=False))
-    exported = torch.export.export(module.eval(), (example,), dynamic_shapes=dynamic_shapes)
-    prepared = qpt2e.prepare_pt2e(exported.module(), quantizer)
+    graph = torch.export.export(module.eval(), (example,), dynamic_shapes=dynamic_shapes).module()
+    # A config with no specs: the module's nodes are claimed (so the global config skips them) but left float.
+    float_config = pq.QuantizationConfig(None, None, None, None, None)
+    for name in keep_float:
+        quantizer.set_module_name(filter_name(graph, name), float_config)
+    prepared = qpt2e.prepare_pt2e(graph, quantizer)
     batch = CALIBRATION_BATCH if dynamic_shapes is not None else 1
     with torch.no_grad():
         for chunk in calibration.batches(batch):
@@ -58,5 +64,21 @@ def quantize_pt2e(module, example, calibration, *, per_channel: bool = True, dyn
         "weights": f"int8 symmetric {'per-channel' if per_channel else 'per-tensor'} (MinMax)",
         "activations": "int8 per-tensor affine (HistogramObserver)",
         "calibration_batch": batch,
+        **({"kept_float": list(keep_float)} if keep_float else {}),
     }
     return converted, quantizer, facts
+
+
+def filter_name(graph, module_name: str) -> str:
+    """The name PT2EQuantizer.set_module_name must be given to match the torch module ``module_name`` in ``graph``.
+
+    litert-torch's filter derives a name from each node's ``nn_module_stack`` *key* as ``key[10:].replace("_", ".")``
+    (the ``L__self___a_b`` keys of older torch); torch 2.13 writes keys like ``L__self__a.b``, which that turns into
+    ``a.b`` minus its first letter. So the name is derived here from the key the graph really carries, by the same
+    rule, and the match stays right whichever key format the installed torch writes."""
+    for node in graph.graph.nodes:
+        for key, (fqn, _type) in node.meta.get("nn_module_stack", {}).items():
+            if fqn == module_name:
+                return key[len("L__self___"):].replace("_", ".")
+    raise SwedgeError(f"int8 repair: layer '{module_name}' is not in the traced graph (no node comes from that "
+                      "module); the ranking and the exported model disagree")

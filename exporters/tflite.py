@@ -102,6 +102,9 @@ class TFLiteExporter(Exporter):
     extra = "tflite"
     suffix = ".tflite"
     backend_modules = ("litert_torch", "ai_edge_litert")
+    # PT2E's int8 as QDQ for the repair's layer ranking: symmetric per-channel int8 weights, asymmetric int8
+    # activations with histogram-fitted ranges (percentile here), the head quantized too.
+    int8_repair_scheme = {"per_channel": True, "symmetric_activations": False, "method": "percentile"}
 
     def export(self, job: ExportJob) -> ExportResult:
         if job.precision not in self.precisions:
@@ -150,11 +153,14 @@ class TFLiteExporter(Exporter):
         from swedge.calibration.pt2e import quantize_pt2e
 
         qc = require("litert_torch.quantize.quant_config", self.extra)
-        graph, quantizer, facts = quantize_pt2e(module, example, job.calibration, dynamic_shapes=shapes)
+        graph, quantizer, facts = quantize_pt2e(module, example, job.calibration, dynamic_shapes=shapes,
+                                                keep_float=job.keep_float)
         result.tools.update(version_of("torchao"))
         result.quantization = QUANTIZERS.get("litert-pt2e").record(job.calibration, **facts)
         result.notes.append("full-integer int8: input and output tensors are int8 (quantize / dequantize with "
-                            "the tensors' scale and zero-point)")
+                            "the tensors' scale and zero-point)" if not job.keep_float else
+                            f"int8 with {len(job.keep_float)} layer(s) kept float (int8 repair); a float first "
+                            "layer makes the input float32")
         return graph, qc.QuantConfig(pt2e_quantizer=quantizer)
 
     @staticmethod
@@ -164,7 +170,9 @@ class TFLiteExporter(Exporter):
         it = interpreter.Interpreter(model_content=model)
         (inp,), (out,) = it.get_input_details(), it.get_output_details()
         io_types = {inp["dtype"].__name__, out["dtype"].__name__}
-        if job.precision == "int8" and io_types != {"int8"}:
+        # A kept-float first layer reads the float input directly; the output stays int8 either way.
+        wanted = {"int8"} if not job.keep_float else {"int8", "float32"}
+        if job.precision == "int8" and not io_types <= wanted:
             raise SwedgeError(f"tflite int8: the converter produced {sorted(io_types)} I/O, not full-integer int8 "
                               f"(litert-torch {result.tools.get('litert-torch')}); the artifact is not usable as int8")
         if job.precision == "fp16" and not _has_fp16_weights(model):
@@ -176,5 +184,7 @@ class TFLiteExporter(Exporter):
         result.extra.update(layout="NCHW", input_dtype=inp["dtype"].__name__, output_dtype=out["dtype"].__name__,
                             input_shape=[int(d) for d in inp["shape_signature"]])
         if job.precision == "int8":
+            if io_types != {"int8"}:
+                result.quantization["io"] = f"{inp['dtype'].__name__} input, {out['dtype'].__name__} output"
             result.extra.update(input_quantization=[float(v) for v in inp["quantization"]],
                                 output_quantization=[float(v) for v in out["quantization"]])

@@ -105,6 +105,37 @@ def test_openvino_layers_are_matched_by_order_and_shape(tiny_checkpoint):
         conv_names(converted, other, (layers[0],))  # the other width's shapes disagree: an error, never a guess
 
 
+def test_litert_kept_layer_stays_float_in_the_pt2e_graph(tiny_checkpoint):
+    """litert-torch's set_module_name derives names from nn_module_stack keys in an older torch's format; the name
+    swedge gives it must match the real module, so that layer's weights are never quantized (and only it)."""
+    pytest.importorskip("litert_torch")
+    import torch
+
+    from swedge.calibration.int8_repair import conv_layers
+    from swedge.calibration.pt2e import quantize_pt2e
+    from swedge.checkpoint import load_checkpoint
+    from swedge.nn.slicing import slice_model
+
+    module = slice_model(load_checkpoint(tiny_checkpoint).model, 0.25).eval()
+    layers = [name for name, _, _ in conv_layers(module)]
+    rng = np.random.default_rng(0)
+    inputs = rng.standard_normal((4, 3, 64, 32)).astype(np.float32)
+    calib = CalibrationSet(inputs, array_sha256(inputs), "random")
+    kept = layers[3]
+    graph, _, facts = quantize_pt2e(module, torch.from_numpy(inputs[:1]), calib, keep_float=(kept,))
+    assert facts["kept_float"] == [kept]
+
+    def weight_is_quantized(layer):
+        conv = next(n for n in graph.graph.nodes if n.op == "call_function" and "conv" in str(n.target)
+                    and list(n.meta["nn_module_stack"].values())[-1][0] == layer)
+        return "dequantize" in str(getattr(conv.args[1], "target", ""))
+
+    assert not weight_is_quantized(kept)
+    assert all(weight_is_quantized(layer) for layer in layers if layer != kept)
+    with pytest.raises(SwedgeError, match="'backbone.nope' is not in the traced graph"):
+        quantize_pt2e(module, torch.from_numpy(inputs[:1]), calib, keep_float=("backbone.nope",))
+
+
 class _FakeExporter:
     name = "fake"
     int8_repair_scheme = {"method": "minmax"}
