@@ -29,10 +29,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# activations (type, symmetric) x weights (w8: plain 8-bit, w7: reduce_range, ps: pair-safe 8-bit), x method
+# activations (type, symmetric) x weights (w8: plain 8-bit, w7: reduce_range, ps: pair-safe 8-bit), x method;
+# plus U8U8 (asymmetric uint8 weights: onnxruntime's U8U8 kernels widen to 16 bits before multiplying, exact on
+# every path, so the emulated paths run them as the QDQ reference does)
 ACTIVATIONS = {"s8sym": ("int8", True), "s8asym": ("int8", False), "u8asym": ("uint8", False)}
-WEIGHTS = {"w8": {}, "w7": {"reduce_range": True}, "ps": {"pair_safe_weights": True}}
-SHAPES = {f"{a}-{w}": (a, w) for a in ACTIVATIONS for w in WEIGHTS}
+WEIGHTS = {"w8": {}, "w7": {"reduce_range": True}, "ps": {"pair_safe_weights": True}, "u8": {"weight_type": "uint8"}}
+SHAPES = {**{f"{a}-{w}": (a, w) for a in ACTIVATIONS for w in ("w8", "w7", "ps")}, "u8u8": ("u8asym", "u8")}
 METHODS = ("minmax", "percentile", "entropy")
 
 

@@ -186,19 +186,24 @@ def read_kept_layers_in_float(path: Path, nodes: list[str]) -> None:
 def quantize_onnx_qdq(src, dst, calibration, *, per_channel: bool = True, symmetric_activations: bool = True,
                       method: str = DEFAULT_METHOD, quantize_bias: bool = True, batch: int = DEFAULT_BATCH,
                       float_ops: tuple[str, ...] = (), percentile: float | None = None, reduce_range: bool = False,
-                      pair_safe_weights: bool = False, activation_type: str = "int8",
+                      pair_safe_weights: bool = False, activation_type: str = "int8", weight_type: str = "int8",
                       keep_float: tuple[str, ...] = ()) -> dict:
     """Quantize the fp32 ONNX file ``src`` into ``dst`` (written atomically) with int8 weights and activations.
 
     ``calibration``: a CalibrationSet of preprocessed inputs; ``method``: one of METHODS.
     ``quantize_bias=False`` keeps biases in float (TensorRT wants float biases; ONNX Runtime fuses int8
-    Conv/Gemm kernels only with int32 biases). ``activation_type``: "int8" or "uint8" (needs asymmetric ranges).
+    Conv/Gemm kernels only with int32 biases). ``activation_type``: "int8" or "uint8" (needs asymmetric ranges);
+    ``weight_type``: "int8" (symmetric) or "uint8" (asymmetric; with uint8 activations: onnxruntime's U8U8 kernels).
     ``keep_float``: torch module names of layers left unquantized (the int8 repair's choice).
     Returns the facts the manifest records beside the quantizer."""
     quant = require("onnxruntime.quantization", "onnx")
     act_types = {"int8": quant.QuantType.QInt8, "uint8": quant.QuantType.QUInt8}
     if activation_type not in act_types:
         raise SwedgeError(f"activation type must be int8 or uint8, got {activation_type!r}")
+    if weight_type not in act_types:
+        raise SwedgeError(f"weight type must be int8 or uint8, got {weight_type!r}")
+    if weight_type == "uint8" and activation_type != "uint8":
+        raise SwedgeError("uint8 weights need uint8 activations (onnxruntime has U8U8, U8S8 and S8S8 kernels only)")
     if activation_type == "uint8" and symmetric_activations:
         raise SwedgeError("uint8 activations need asymmetric ranges (symmetric_activations=False)")
     src, dst = Path(src), Path(dst)
@@ -229,11 +234,11 @@ def quantize_onnx_qdq(src, dst, calibration, *, per_channel: bool = True, symmet
                     Path(work))
             quant.quantize_static(
                 str(src), tmp, None, quant_format=quant.QuantFormat.QDQ, activation_type=act_types[activation_type],
-                weight_type=quant.QuantType.QInt8, per_channel=per_channel, reduce_range=reduce_range,
+                weight_type=act_types[weight_type], per_channel=per_channel, reduce_range=reduce_range,
                 calibrate_method=calibrate,
                 calibration_cache_path=cache,
                 nodes_to_exclude=_nodes_of_types(src, float_ops) + kept_nodes,
-                extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True,
+                extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": weight_type == "int8",
                                "QuantizeBias": quantize_bias, "QDQKeepRemovableActivations": bool(kept_nodes),
                                **({"TensorQuantOverrides": pair_safe_weight_overrides(src)} if pair_safe_weights
                                   else {})})
@@ -242,8 +247,9 @@ def quantize_onnx_qdq(src, dst, calibration, *, per_channel: bool = True, symmet
     finally:
         Path(tmp).unlink(missing_ok=True)
     return {"method": method, "per_channel": per_channel, "symmetric_activations": symmetric_activations,
-            "symmetric_weights": True, "quantize_bias": quantize_bias, "activation_type": activation_type,
-            "weight_type": "int8", "weight_bits": 7 if reduce_range else "8, pair-safe" if pair_safe_weights else 8,
+            "symmetric_weights": weight_type == "int8", "quantize_bias": quantize_bias,
+            "activation_type": activation_type, "weight_type": weight_type,
+            "weight_bits": 7 if reduce_range else "8, pair-safe" if pair_safe_weights else 8,
             "format": "QDQ", "calibration_batch": batch, "float_ops": list(float_ops),
             **({"kept_float": list(keep_float)} if keep_float else {}),
             **({"percentile": percentile or METHOD_OPTIONS[method]["percentile"]} if method == "percentile" else {})}

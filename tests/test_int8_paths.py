@@ -84,6 +84,29 @@ def test_saturation_bound_flags_8_bit_weights(w8_file, calib):
     assert np.abs(exact - clipped).max() > 1e-3
 
 
+def test_u8u8_file_holds_uint8_weights_and_runs_as_its_qdq_reference(onnx_bundle, calib, tmp_path):
+    """U8U8 (bench_int8's u8u8 candidate): asymmetric uint8 weights; onnxruntime's U8U8 kernels never pair-saturate."""
+    import onnx
+    from onnx import numpy_helper
+
+    from swedge.calibration.ort_qdq import quantize_onnx_qdq
+    from swedge.errors import SwedgeError
+    from swedge.runtimes.ort_runner import OrtQdqReferenceRunner, OrtRunner
+
+    src, dst = onnx_bundle / "onnx" / "w1-fp32.onnx", tmp_path / "u8u8.onnx"
+    facts = quantize_onnx_qdq(src, dst, calib[0], method="minmax", symmetric_activations=False,
+                              activation_type="uint8", weight_type="uint8", float_ops=("Gemm",))
+    assert facts["weight_type"] == "uint8" and facts["symmetric_weights"] is False
+    graph = onnx.load(str(dst)).graph
+    dq_inputs = {n.input[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    weights = [numpy_helper.to_array(i) for i in graph.initializer if i.name in dq_inputs and len(i.dims) == 4]
+    assert weights and all(w.dtype == np.uint8 for w in weights)
+    x = calib[1][:16]
+    assert row_cosine(OrtRunner(dst).embed(x), OrtQdqReferenceRunner(dst).embed(x)).mean() > 0.999
+    with pytest.raises(SwedgeError, match="uint8 weights need uint8 activations"):
+        quantize_onnx_qdq(src, tmp_path / "x.onnx", calib[0], symmetric_activations=False, weight_type="uint8")
+
+
 @pytest.fixture(scope="module")
 def int8_bundle(tiny_checkpoint, tiny_market, tmp_path_factory):
     from swedge.exporters.bundle import ExportPlan, export_bundle
