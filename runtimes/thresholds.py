@@ -14,6 +14,7 @@ A JSON file given with ``--thresholds`` overrides any of them. What each number 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -30,7 +31,9 @@ class Thresholds:
     baseline_max_map_drop: float = 1.0  # --baseline: points below the old model's own cross-test
 
     @classmethod
-    def load(cls, path: str | Path | None) -> Thresholds:
+    def load(cls, path: str | Path | None, *, allow_weak: bool = False) -> Thresholds:
+        """The defaults overridden by the JSON file ``path``: numbers only, finite, in range. A value that would
+        disable a check (see ``WEAK``) is refused unless ``allow_weak``; ``weak()`` then names it."""
         if path is None:
             return cls()
         try:
@@ -43,10 +46,22 @@ class Thresholds:
         unknown = sorted(set(data) - known)
         if unknown:
             raise SwedgeError(f"unknown threshold(s) {unknown} in {path}; known: {sorted(known)}")
-        bad = [k for k, v in data.items() if isinstance(v, bool) or not isinstance(v, (int, float))]
-        if bad:
-            raise SwedgeError(f"threshold(s) {bad} in {path} must be numbers")
-        return cls(**{k: float(v) for k, v in data.items()})
+        for name, value in data.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise SwedgeError(f"threshold '{name}' in {path} must be a finite number, got {value!r}")
+            low, high, meaning = RANGES[name]
+            if not low <= value <= high or (name in OPEN_LOW and value == low):
+                raise SwedgeError(f"threshold '{name}' in {path} is {value!r}; {meaning}")
+        out = cls(**{k: float(v) for k, v in data.items()})
+        if (weak := out.weak()) and not allow_weak:
+            raise SwedgeError(f"threshold(s) in {path} would disable a check: {'; '.join(weak)}; pass {WEAK_FLAG} "
+                              "to accept that (the report then says so)")
+        return out
+
+    def weak(self) -> list[str]:
+        """The values that disable a check, each as 'name = value (why)'; empty for sound thresholds."""
+        return [f"'{name}' = {getattr(self, name):g} ({why})" for name, (is_weak, why) in WEAK.items()
+                if is_weak(getattr(self, name))]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,5 +97,21 @@ class Thresholds:
                 failures.append(f"mAP {name} drops {-delta:.2f} points (> {self.max_map_drop})")
         return failures
 
+
+WEAK_FLAG = "--allow-weak-thresholds"
+_COSINE = (-1.0, 1.0, "a cosine lies in [-1, 1]; use a value in (0, 1]")
+_DROP = (0.0, math.inf, "an mAP drop in points must be >= 0")
+# name -> (lowest, highest, what the range means); OPEN_LOW: the lowest value itself is refused
+RANGES = {"fp32_cosine_min": _COSINE, "fp16_cosine_min": _COSINE, "int8_cosine_mean": _COSINE,
+          "fp32_max_rel_error": (0.0, math.inf, "a relative error limit must be > 0"),
+          "max_map_drop": _DROP, "baseline_max_map_drop": _DROP}
+OPEN_LOW = {"fp32_max_rel_error"}
+# Values in range that no artifact can fail: refused unless WEAK_FLAG is given. mAP is in [0, 100] points, and
+# a relative error of 1 is an error as large as the reference row itself.
+WEAK = {**{n: (lambda v: v <= 0, "a cosine limit <= 0 passes orthogonal or opposite features")
+           for n in ("fp32_cosine_min", "fp16_cosine_min", "int8_cosine_mean")},
+        "fp32_max_rel_error": (lambda v: v >= 1, "an error limit >= 1 passes an error as large as the feature"),
+        **{n: (lambda v: v >= 100, "an mAP drop >= 100 points passes any retrieval")
+           for n in ("max_map_drop", "baseline_max_map_drop")}}
 
 DEFAULT = Thresholds()
