@@ -21,6 +21,27 @@ from pathlib import Path
 from swedge.errors import SwedgeError
 
 
+WEAK_FLAG = "--allow-weak-thresholds"
+COSINES = ("fp32_cosine_min", "fp16_cosine_min", "int8_cosine_mean")
+MAP_DROPS = ("max_map_drop", "baseline_max_map_drop")
+# name -> (lowest, highest, what the range is); OPEN_LOW: the lowest value itself is refused
+RANGES = {**{n: (-1.0, 1.0, "a cosine lies in [-1, 1]; use a value in (0, 1]") for n in COSINES},
+          "fp32_max_rel_error": (0.0, math.inf, "a relative error limit must be > 0"),
+          **{n: (0.0, math.inf, "an mAP drop in points must be >= 0") for n in MAP_DROPS}}
+OPEN_LOW = {"fp32_max_rel_error"}
+# In range, yet no artifact can fail them: refused unless WEAK_FLAG is given. mAP lies in [0, 100] points; a
+# relative error of 1 is an error as large as the reference row itself.
+WEAK_COSINE = 0.0      # a cosine limit at or below it passes orthogonal or opposite features
+WEAK_REL_ERROR = 1.0   # an error limit at or above it passes an error as large as the feature
+WEAK_MAP_DROP = 100.0  # an mAP drop limit at or above it passes any retrieval
+WEAK = {**{n: (lambda v: v <= WEAK_COSINE, f"a cosine limit <= {WEAK_COSINE:g} passes orthogonal or opposite "
+               "features") for n in COSINES},
+        "fp32_max_rel_error": (lambda v: v >= WEAK_REL_ERROR, f"an error limit >= {WEAK_REL_ERROR:g} passes an error "
+                               "as large as the feature"),
+        **{n: (lambda v: v >= WEAK_MAP_DROP, f"an mAP drop >= {WEAK_MAP_DROP:g} points passes any retrieval")
+           for n in MAP_DROPS}}
+
+
 @dataclass(frozen=True)
 class Thresholds:
     fp32_cosine_min: float = 0.999999
@@ -97,21 +118,5 @@ class Thresholds:
                 failures.append(f"mAP {name} drops {-delta:.2f} points (> {self.max_map_drop})")
         return failures
 
-
-WEAK_FLAG = "--allow-weak-thresholds"
-_COSINE = (-1.0, 1.0, "a cosine lies in [-1, 1]; use a value in (0, 1]")
-_DROP = (0.0, math.inf, "an mAP drop in points must be >= 0")
-# name -> (lowest, highest, what the range means); OPEN_LOW: the lowest value itself is refused
-RANGES = {"fp32_cosine_min": _COSINE, "fp16_cosine_min": _COSINE, "int8_cosine_mean": _COSINE,
-          "fp32_max_rel_error": (0.0, math.inf, "a relative error limit must be > 0"),
-          "max_map_drop": _DROP, "baseline_max_map_drop": _DROP}
-OPEN_LOW = {"fp32_max_rel_error"}
-# Values in range that no artifact can fail: refused unless WEAK_FLAG is given. mAP is in [0, 100] points, and
-# a relative error of 1 is an error as large as the reference row itself.
-WEAK = {**{n: (lambda v: v <= 0, "a cosine limit <= 0 passes orthogonal or opposite features")
-           for n in ("fp32_cosine_min", "fp16_cosine_min", "int8_cosine_mean")},
-        "fp32_max_rel_error": (lambda v: v >= 1, "an error limit >= 1 passes an error as large as the feature"),
-        **{n: (lambda v: v >= 100, "an mAP drop >= 100 points passes any retrieval")
-           for n in ("max_map_drop", "baseline_max_map_drop")}}
 
 DEFAULT = Thresholds()

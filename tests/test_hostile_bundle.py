@@ -18,7 +18,7 @@ import pytest
 
 from swedge.cli import main
 from swedge.runtimes.manifest import MANIFEST, file_sha256, tree_sha256
-from swedge.runtimes.thresholds import DEFAULT, WEAK_FLAG
+from swedge.runtimes.thresholds import WEAK_COSINE, WEAK_FLAG, WEAK_MAP_DROP, WEAK_REL_ERROR
 
 SMALL = 1 << 20  # files below this are copied, larger ones (artifacts) hard-linked
 
@@ -64,11 +64,12 @@ def m(fn):
 
 
 def _rehash(root, rel):
+    """Re-list the probe or reference file ``rel`` with its new sha256."""
     d = _manifest(root)
-    for entry, key in [(d["probe"], "inputs_sha256"), (d["probe"], "labels_sha256")] + [
-            (r, "sha256") for r in d["references"].values()] + [(a, "sha256") for a in d["artifacts"]]:
-        if entry.get(key.replace("_sha256", "") if key != "sha256" else "path") == rel:
-            entry[key] = tree_sha256(root / rel)
+    listed = [(d["probe"], "inputs", "inputs_sha256"), (d["probe"], "labels", "labels_sha256")]
+    for entry, path_key, sha_key in listed + [(r, "path", "sha256") for r in d["references"].values()]:
+        if entry[path_key] == rel:
+            entry[sha_key] = file_sha256(root / rel)
     _write_manifest(root, d)
 
 
@@ -344,9 +345,12 @@ CASES = [
     ("thresholds-cosine-above-one", thresholds('{"int8_cosine_mean": 1.5}'), T, 2, "'int8_cosine_mean'"),
     ("thresholds-cosine-below-minus-one", thresholds('{"fp16_cosine_min": -2}'), T, 2, "'fp16_cosine_min'"),
     ("thresholds-rel-error-zero", thresholds('{"fp32_max_rel_error": 0}'), T, 2, "'fp32_max_rel_error'"),
-    ("thresholds-weak-cosine", thresholds('{"fp32_cosine_min": 0}'), T, 2, WEAK_FLAG),
-    ("thresholds-weak-cosine-negative", thresholds('{"int8_cosine_mean": -0.5}'), T, 2, WEAK_FLAG),
-    ("thresholds-weak-drop", thresholds('{"max_map_drop": 100}'), T, 2, WEAK_FLAG),
+    ("thresholds-weak-cosine", thresholds(f'{{"fp32_cosine_min": {WEAK_COSINE}}}'), T, 2, WEAK_FLAG),
+    ("thresholds-weak-cosine-negative", thresholds(f'{{"int8_cosine_mean": {WEAK_COSINE - 0.5}}}'), T, 2, WEAK_FLAG),
+    ("thresholds-weak-rel-error", thresholds(f'{{"fp32_max_rel_error": {WEAK_REL_ERROR}}}'), T, 2, WEAK_FLAG),
+    ("thresholds-weak-drop", thresholds(f'{{"max_map_drop": {WEAK_MAP_DROP}}}'), T, 2, WEAK_FLAG),
+    ("thresholds-weak-baseline-drop", thresholds(f'{{"baseline_max_map_drop": {WEAK_MAP_DROP + 1}}}'), T, 2,
+     "'baseline_max_map_drop'"),
     ("device-thresholds-nan", thresholds('{"fp32_cosine_min": NaN}'), [*DEV, "--thresholds", "{T}"], 2,
      "'fp32_cosine_min'"),
     # -- small -----------------------------------------------------------------------------------------------
@@ -389,3 +393,84 @@ def test_hostile_input_is_one_line_naming_the_problem(hostile, edit, argv, code,
     assert says in out + err, out + err
     problem = [line for line in (out + err).splitlines() if says in line]
     assert len(problem) >= 1 and all(len(line) < 600 for line in problem)  # one line, not a dump
+
+
+# -- cases that need more than an edit -------------------------------------------------------------------------
+def _artifact_outputs(monkeypatch, make):
+    """Every artifact's probe features replaced by ``make(reference-shaped zeros)``: what a broken runtime emits."""
+    from swedge.runtimes import verify
+
+    real = verify._embed
+
+    def fake(runner, probe, batch):
+        feats, spent = real(runner, probe, batch)
+        return make(feats), spent
+
+    monkeypatch.setattr(verify, "_embed", fake)
+
+
+@pytest.mark.parametrize("make,says", [
+    (np.zeros_like, "all-zero feature rows"),
+    (lambda f: np.where(np.arange(len(f))[:, None] == 1, np.inf, f).astype(np.float32), "non-finite features"),
+    (lambda f: np.repeat(f[:1], len(f), 0), "constant features"),
+], ids=["zero", "inf-row", "constant"])
+def test_degenerate_artifact_features_fail_by_name(onnx_bundle, monkeypatch, make, says, capsys):
+    _artifact_outputs(monkeypatch, make)
+    rc = main(["verify", str(onnx_bundle), "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "verify FAILED: 0 passed" in out and says in out, out
+
+
+def test_an_undefined_cosine_counts_as_the_worst_not_as_agreement():
+    from swedge.metrics.fidelity import row_cosine
+
+    zero, one = np.zeros((2, 4), np.float32), np.ones((2, 4), np.float32)
+    for a, b in ((zero, zero), (zero, one), (one, zero)):
+        assert (row_cosine(a, b) == -1).all()
+    assert row_cosine(one, one) == pytest.approx(1.0)
+
+
+def test_weak_thresholds_run_only_with_the_flag_and_the_report_says_so(onnx_bundle, tmp_path, capsys):
+    t = tmp_path / "t.json"
+    t.write_text(json.dumps({"max_map_drop": WEAK_MAP_DROP}))
+    argv = ["verify", str(onnx_bundle), "--quiet", "--thresholds", str(t), "--json", str(tmp_path / "v.json")]
+    assert main(argv) == 2 and WEAK_FLAG in capsys.readouterr().err
+    assert main([*argv, WEAK_FLAG, "--report", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out
+    assert "weak threshold accepted" in out and "'max_map_drop'" in out
+    assert "'max_map_drop'" in json.loads((tmp_path / "v.json").read_text())["weak_thresholds"][0]
+    assert "weak threshold accepted" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_ctrl_c_during_the_device_verify_is_one_line_and_exit_130(onnx_bundle, monkeypatch, capsys):
+    from swedge.runtimes import verify
+    from swedge.runtimes.__main__ import main as device_main
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(verify, "_embed", interrupted)  # mid-inference, inside the harness's per-artifact handler
+    assert device_main(["verify", str(onnx_bundle), "--quiet"]) == 130
+    assert capsys.readouterr().err.strip() == "verify: interrupted"
+
+
+def test_folder_hash_is_unchanged_for_plain_folders_and_refuses_links(tmp_path):
+    """Existing bundles keep verifying (the hash of a plain folder is what it always was); a link is refused by
+    the hash itself, not only by the manifest check."""
+    from swedge.runtimes.manifest import BundleError
+
+    folder = tmp_path / "ir"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "model.xml").write_text("<xml/>")
+    (folder / "sub" / "w.bin").write_bytes(b"\1\2")
+    (folder / "sub.bin").write_bytes(b"\3")  # sorts between 'sub' and 'sub/w.bin' as a string, not as parts
+    assert tree_sha256(folder) == _loose_tree_sha(folder)
+    (folder / "link.bin").symlink_to(folder / "sub.bin")
+    with pytest.raises(BundleError, match="symlink"):
+        tree_sha256(folder)
+
+
+def test_a_bundle_reached_through_a_linked_folder_still_verifies(onnx_bundle, tmp_path, capsys):
+    """The bundle folder itself may be a link (bundles/latest -> bundles/v3); only what is under it may not."""
+    (tmp_path / "latest").symlink_to(onnx_bundle, target_is_directory=True)
+    assert main(["verify", str(tmp_path / "latest"), "--quiet"]) == 0, capsys.readouterr().out
