@@ -18,8 +18,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from swedge.runtimes.bundle_files import (LINK_REFUSED, BundleError, file_sha256, folder_files, inside, tree_bytes,  # noqa: F401
-                                          tree_sha256)
+from swedge.runtimes.bundle_files import (LINK_REFUSED, BundleError, file_sha256, folder_files,  # noqa: F401
+                                          inside, tree_bytes, tree_sha256)
 from swedge.runtimes.manifest_check import PRECISIONS, FieldProblem, check_manifest
 
 SCHEMA = "swedge.bundle"
@@ -125,9 +125,6 @@ def read_manifest(root: str | Path) -> Bundle:
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise BundleError(f"{path} has schema version {version!r}; this swedge reads up to {SCHEMA_VERSION}: "
                           "upgrade swedge (pip install -U swedge)")
-    for key in ("checkpoint", "artifacts", "probe", "references", "input"):
-        if key not in manifest:
-            raise BundleError(f"{path} lacks the '{key}' section; re-export the bundle")
     try:
         check_manifest(manifest)
     except FieldProblem as exc:
