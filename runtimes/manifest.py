@@ -122,7 +122,10 @@ def read_manifest(root: str | Path) -> Bundle:
         raise BundleError(f"{path} is not a swedge bundle manifest (schema {manifest.get('schema')!r})"
                           if isinstance(manifest, dict) else f"{path} is not a swedge bundle manifest")
     version = manifest.get("schema_version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise BundleError(f"{path} has schema version {version!r}, not a version number (1 to {SCHEMA_VERSION}); "
+                          "re-export the bundle")
+    if version > SCHEMA_VERSION:
         raise BundleError(f"{path} has schema version {version!r}; this swedge reads up to {SCHEMA_VERSION}: "
                           "upgrade swedge (pip install -U swedge)")
     try:

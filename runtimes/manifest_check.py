@@ -133,14 +133,14 @@ def _check_artifacts(artifacts: list, ref_widths: set[float]) -> None:
             raise FieldProblem(f"{f}.id", f"repeats the id {aid!r} of an earlier artifact")
         ids.add(aid)
         fmt = _get(a, "format", f"{f}.format")
-        if fmt not in FORMAT_RUNTIMES:
+        if not isinstance(fmt, str) or fmt not in FORMAT_RUNTIMES:
             raise FieldProblem(f"{f}.format", f"is {fmt!r}; known formats: {', '.join(FORMAT_RUNTIMES)}")
         if _width(_get(a, "width", f"{f}.width"), f"{f}.width") not in ref_widths:
             raise FieldProblem(f"{f}.width", f"is {a['width']!r}, a width without reference features (the bundle "
                                f"has {', '.join(f'{w:g}' for w in sorted(ref_widths))})")
-        if _get(a, "precision", f"{f}.precision") not in PRECISIONS:
+        if not isinstance(_get(a, "precision", f"{f}.precision"), str) or a["precision"] not in PRECISIONS:
             raise FieldProblem(f"{f}.precision", f"is {a['precision']!r}; known: {', '.join(PRECISIONS)}")
-        if _get(a, "status", f"{f}.status") not in STATUSES:
+        if not isinstance(_get(a, "status", f"{f}.status"), str) or a["status"] not in STATUSES:
             raise FieldProblem(f"{f}.status", f"is {a['status']!r}; known: {', '.join(STATUSES)}")
         if "reason" in a and not isinstance(a["reason"], str):
             raise FieldProblem(f"{f}.reason", f"must be a string, got {a['reason']!r}")
@@ -150,6 +150,12 @@ def _check_artifacts(artifacts: list, ref_widths: set[float]) -> None:
         _sha256(_get(a, "sha256", f"{f}.sha256"), f"{f}.sha256")
         if a.get("runtimes") is not None:
             _names(a["runtimes"], f"{f}.runtimes", RUNNER_MODULES)
+        for key in ("quantization", "engine"):  # read by the runners (TensorRT's build options)
+            if a.get(key) is not None and not isinstance(a[key], dict):
+                raise FieldProblem(f"{f}.{key}", f"must be an object or null, got {a[key]!r}")
+        if a.get("providers") is not None:  # onnxruntime execution providers
+            if not isinstance(a["providers"], list) or not all(isinstance(n, str) for n in a["providers"]):
+                raise FieldProblem(f"{f}.providers", f"must be a list of provider names, got {a['providers']!r}")
         if "files" in a:
             files = a["files"]
             if not isinstance(files, list) or not all(isinstance(n, str) and n for n in files):
