@@ -25,9 +25,12 @@ SMALL = 1 << 20  # files below this are copied, larger ones (artifacts) hard-lin
 
 def _linked_copy(src: Path, dst: Path) -> Path:
     def copy(a, b):
-        if os.path.getsize(a) < SMALL:
-            return shutil.copy2(a, b)
-        os.link(a, b)
+        if os.path.getsize(a) >= SMALL:
+            try:
+                return os.link(a, b)
+            except OSError:  # another file system: a real copy
+                pass
+        shutil.copy2(a, b)
 
     shutil.copytree(src, dst, copy_function=copy)
     return dst
@@ -274,6 +277,7 @@ CASES = [
     ("artifact-runtimes-string", art(0, runtimes="onnxruntime"), V, 1, "'artifacts[0].runtimes'"),
     ("artifact-runtimes-unknown", art(0, runtimes=["nope"]), V, 1, "'artifacts[0].runtimes'"),
     ("artifact-files-not-list", art(0, files="model.onnx"), V, 1, "'artifacts[0].files'"),
+    ("artifact-repair-string", art(0, repair="x"), V, 1, "malformed 'repair' record"),
     ("bench-checkpoint-path-missing", _del("checkpoint.path"), [*BENCH[:-1]], 2, "'checkpoint.path'"),
     ("device-widths-missing", _del("checkpoint.widths"), DEV, 1, "'checkpoint.widths'"),
     # -- probe -----------------------------------------------------------------------------------------
@@ -339,6 +343,8 @@ CASES = [
     ("thresholds-list", thresholds("[0.9]"), T, 2, "JSON object"),
     ("thresholds-binary", thresholds(b"\xff\xfe\x00\x01"), T, 2, "t.json"),
     ("thresholds-empty", thresholds(""), T, 2, "t.json"),
+    ("thresholds-missing-file", lambda r, o: None, [*V, "--thresholds", "{B}/none.json"], 2, "none.json"),
+    ("thresholds-folder", lambda r, o: None, [*V, "--thresholds", "{B}"], 2, "cannot read thresholds"),
     ("thresholds-value-string", thresholds('{"fp32_cosine_min": "0.9"}'), T, 2, "'fp32_cosine_min'"),
     ("thresholds-value-null", thresholds('{"fp16_cosine_min": null}'), T, 2, "'fp16_cosine_min'"),
     ("thresholds-value-list", thresholds('{"max_map_drop": [1]}'), T, 2, "'max_map_drop'"),
