@@ -103,10 +103,9 @@ def _probe_labels(path, name: str, n: int):
     for key, a in arrays.items():
         if a.shape != (n,):
             raise BundleError(f"'{key}' in {name} has shape {a.shape}; expected ({n},), one per probe row; {FIX}")
-        kind = np.bool_ if key == "is_query" else np.integer
+        kind, what = (np.bool_, "bool") if key == "is_query" else (np.integer, "integers")
         if not np.issubdtype(a.dtype, kind):
-            raise BundleError(f"'{key}' in {name} holds {a.dtype}; expected {'bool' if key == 'is_query' else 'integers'}"
-                              f"; {FIX}")
+            raise BundleError(f"'{key}' in {name} holds {a.dtype}; expected {what}; {FIX}")
     pids, camids, is_query = arrays["pids"].astype(np.int64), arrays["camids"].astype(np.int64), arrays["is_query"]
     if is_query.all() or not is_query.any():
         raise BundleError(f"'is_query' in {name} leaves no {'gallery' if is_query.all() else 'queries'}: the probe "
@@ -146,7 +145,7 @@ def load_references(bundle: Bundle, rows: int, dim: int) -> dict[float, np.ndarr
             raise BundleError(f"{name}: {problem}; {FIX}")
         refs[float(w)] = a
     if bundle.server_width not in refs:
+        have = ", ".join(f"{w:g}" for w in sorted(refs))
         raise BundleError(f"'server_width' is {bundle.server_width:g}, but {bundle.root} has no reference features "
-                          f"of that width (it has {', '.join(f'{w:g}' for w in sorted(refs))}); export the server width "
-                          "too")
+                          f"of that width (it has {have}); export the server width too")
     return refs
