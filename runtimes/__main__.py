@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     except SwedgeError as exc:
         print(f"verify: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C on the device: one line, the shell's code for SIGINT
+        print("verify: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

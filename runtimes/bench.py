@@ -15,6 +15,7 @@ import numpy as np
 from swedge.errors import SwedgeError
 from swedge.runtimes.host import describe, host_record
 from swedge.runtimes.manifest import file_sha256, read_manifest
+from swedge.runtimes.probe import load_probe
 
 
 @dataclass
@@ -66,8 +67,8 @@ def bench_bundle(root, *, batches=(1, 32), warmup: int = 5, iters: int = 30, thr
     from swedge.runtimes import RuntimeUnavailable, runner_class, runtimes_for
 
     bundle = read_manifest(root)
-    probe = bundle.manifest["probe"]
-    inputs = np.load(bundle.check_file(probe["inputs"], probe["inputs_sha256"]), mmap_mode="r", allow_pickle=False)
+    bundle.require_artifacts()
+    inputs = load_probe(bundle, max(batches)).inputs  # validated: an int8 probe is the probe's fault, not a timing
     jobs = []
     if torch_baseline:
         ckpt, why = _torch_checkpoint(bundle.manifest, checkpoint)

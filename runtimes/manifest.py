@@ -14,49 +14,17 @@ artifact is a failure line, never a silent pass.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from swedge.errors import SwedgeError
+from swedge.runtimes.bundle_files import (LINK_REFUSED, BundleError, file_sha256, folder_files,  # noqa: F401
+                                          inside, tree_bytes, tree_sha256)
+from swedge.runtimes.manifest_check import PRECISIONS, FieldProblem, check_manifest
 
 SCHEMA = "swedge.bundle"
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
-PRECISIONS = ("fp32", "fp16", "int8")
-
-
-class BundleError(SwedgeError):
-    """A bundle folder or its manifest is missing, from a newer schema, or does not match its files."""
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def tree_sha256(path: str | Path) -> str:
-    """sha256 of a file, or of a folder as the sorted list of (relative path, file sha256)."""
-    path = Path(path)
-    if path.is_file():
-        return file_sha256(path)
-    if not path.is_dir():
-        raise BundleError(f"{path} does not exist")
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(f"{f.relative_to(path).as_posix()}\0{file_sha256(f)}\n".encode())
-    return h.hexdigest()
-
-
-def tree_bytes(path: str | Path) -> int:
-    path = Path(path)
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def artifact_id(fmt: str, width: float, precision: str) -> str:
@@ -74,6 +42,11 @@ class Bundle:
     def artifacts(self) -> list[dict]:
         return self.manifest["artifacts"]
 
+    def require_artifacts(self) -> None:
+        if not self.artifacts:
+            raise BundleError(f"{self.root} has no artifacts: every format was skipped or none was asked for at "
+                              "export; re-export it with --formats")
+
     @property
     def widths(self) -> list[float]:
         return [float(w) for w in self.manifest["checkpoint"]["widths"]]
@@ -82,11 +55,17 @@ class Bundle:
     def server_width(self) -> float:
         return float(self.manifest.get("server_width", max(self.widths)))
 
-    def path_of(self, rel: str) -> Path:
-        p = (self.root / rel).resolve()
-        if self.root.resolve() not in p.parents and p != self.root.resolve():
-            raise BundleError(f"manifest path {rel!r} points outside the bundle")
-        return p
+    def path_of(self, rel: str, field: str = "path") -> Path:
+        """``rel`` inside the bundle; BundleError when it leaves the bundle or passes through a symlink."""
+        return inside(self.root, rel, field)
+
+    def listed_paths(self) -> list[tuple[str, str, dict]]:
+        """(path, field, entry) of every file the manifest lists: probe, references, exported artifacts."""
+        m = self.manifest
+        out = [(m["probe"][k], f"probe.{k}", m["probe"]) for k in ("inputs", "labels")]
+        out += [(r["path"], f"references.{w}.path", r) for w, r in m["references"].items()]
+        out += [(a["path"], f"artifacts[{i}].path", a) for i, a in enumerate(m["artifacts"]) if a["status"] == "ok"]
+        return out
 
     def check_file(self, rel: str, sha256: str) -> Path:
         """The path of a listed file after checking its sha256; BundleError names a mismatch."""
@@ -126,8 +105,10 @@ def repair_summaries(artifacts: list) -> list[str]:
 
 
 def read_manifest(root: str | Path) -> Bundle:
-    root = Path(root)
+    root = Path(root).resolve()  # the bundle folder itself may be a link (bundles/latest); nothing under it may
     path = root / MANIFEST
+    if path.is_symlink():
+        raise BundleError(f"{path} is a symlink ({LINK_REFUSED})")
     if not path.is_file():
         # export_bundle stages into ".NAME.partial-XXXXXXXX" (tempfile.mkdtemp) beside the target
         staging = root.name.startswith(".") and ".partial-" in root.name
@@ -141,15 +122,35 @@ def read_manifest(root: str | Path) -> Bundle:
         raise BundleError(f"{path} is not a swedge bundle manifest (schema {manifest.get('schema')!r})"
                           if isinstance(manifest, dict) else f"{path} is not a swedge bundle manifest")
     version = manifest.get("schema_version")
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise BundleError(f"{path} has schema version {version!r}, not a version number (1 to {SCHEMA_VERSION}); "
+                          "re-export the bundle")
+    if version > SCHEMA_VERSION:
         raise BundleError(f"{path} has schema version {version!r}; this swedge reads up to {SCHEMA_VERSION}: "
                           "upgrade swedge (pip install -U swedge)")
-    for key in ("checkpoint", "artifacts", "probe", "references", "input"):
-        if key not in manifest:
-            raise BundleError(f"{path} lacks the '{key}' section; re-export the bundle")
+    try:
+        check_manifest(manifest)
+    except FieldProblem as exc:
+        raise BundleError(f"{path}: {exc}; re-export the bundle") from None
     if "export_host" in manifest:  # absent in bundles exported before it existed: allowed
         from swedge.runtimes.host import record_problem
 
         if problem := record_problem(manifest["export_host"]):
             raise BundleError(f"{path}: 'export_host' {problem}; re-export the bundle (or remove the field)")
-    return Bundle(root=root, manifest=manifest)
+    bundle = Bundle(root=root, manifest=manifest)
+    for rel, field, entry in bundle.listed_paths():  # before anything is read: nothing may resolve outside
+        p = bundle.path_of(rel, field)
+        if "files" in entry and p.is_dir():
+            _check_listed_files(p, entry["files"], field)
+    return bundle
+
+
+def _check_listed_files(folder: Path, listed: list[str], field: str) -> None:
+    """A folder artifact holds exactly the files its manifest entry lists (the hash covers them all, and an
+    extra file would be read by nobody the manifest names)."""
+    present = {f.relative_to(folder).as_posix() for f in folder_files(folder)}
+    extra, missing = sorted(present - set(listed)), sorted(set(listed) - present)
+    if extra or missing:
+        raise BundleError(f"'{field}' {folder}: " + "; ".join(
+            ([f"extra file(s) {extra} not listed in its 'files'"] if extra else [])
+            + ([f"listed file(s) {missing} missing"] if missing else [])) + "; re-export the bundle")

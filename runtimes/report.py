@@ -14,6 +14,7 @@ from xml.etree import ElementTree as ET
 from swedge.io import atomic_write_bytes, atomic_write_json
 from swedge.report.table import markdown_table, text_table
 from swedge.runtimes.host import describe
+from swedge.runtimes.thresholds import WEAK_FLAG
 from swedge.runtimes.verify import VerifyReport
 
 HEADERS = ["format", "runtime", "width", "precision", "cos min", "cos mean", "top-k", "mAP self", "mAP cross",
@@ -76,8 +77,13 @@ def host_lines(report: VerifyReport) -> list[str]:
             f"  export host: {describe(report.export_host)}", f"  this host:   {here}"]
 
 
+def weak_lines(report: VerifyReport) -> list[str]:
+    """The thresholds that disable a check, accepted with --allow-weak-thresholds: a pass does not mean much."""
+    return [f"warning: weak threshold accepted ({WEAK_FLAG}): {w}" for w in report.weak_thresholds]
+
+
 def format_text(report: VerifyReport) -> str:
-    parts = [f"error: {e}" for e in report.errors]
+    parts = [f"error: {e}" for e in report.errors] + weak_lines(report)
     if report.rows:
         notes: list[str] = []
         parts.append(text_table(HEADERS, rows_table(report, notes), right={2, 4, 5, 6, 7, 8, 9}))
@@ -136,7 +142,7 @@ def write_markdown(report: VerifyReport, folder) -> Path:
     folder = Path(folder)
     png, why = _heatmap(report, folder)
     lines = [f"# swedge verify: {report.bundle}", "", f"**{summary_line(report)}**", ""]
-    lines += [f"- error: {e}" for e in report.errors]
+    lines += [f"- error: {e}" for e in report.errors] + [f"- {w}" for w in weak_lines(report)]
     lines += ["## Artifacts", "", markdown_table(HEADERS, rows_table(report)), "", "## Torch sub-models (reference)", ""]
     lines += [f"- {s}" for s in reference_lines(report)]
     if report.repairs:
@@ -165,7 +171,8 @@ def _write_html(report: VerifyReport, folder: Path, png: str | None, why: str) -
     for r, cells in zip(report.rows, rows_table(report)):
         cls = {"pass": "ok", "fail": "bad"}.get(r.status, "skip")
         body.append(f"<tr class='{cls}'>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
-    errors = "".join(f"<p class='bad'>error: {esc(e)}</p>" for e in report.errors)
+    errors = "".join(f"<p class='bad'>{esc(e)}</p>" for e in [f"error: {e}" for e in report.errors]
+                     + weak_lines(report))
     img = f"<img src='{esc(png)}' alt='compatibility matrix'>" if png else f"<p>{esc(why)}</p>"
     refs = "".join(f"<li>{esc(s)}</li>" for s in reference_lines(report))
     hosts = "".join(f"<li>{esc(s.strip())}</li>" for s in host_lines(report))

@@ -14,10 +14,32 @@ A JSON file given with ``--thresholds`` overrides any of them. What each number 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from swedge.errors import SwedgeError
+
+
+WEAK_FLAG = "--allow-weak-thresholds"
+COSINES = ("fp32_cosine_min", "fp16_cosine_min", "int8_cosine_mean")
+MAP_DROPS = ("max_map_drop", "baseline_max_map_drop")
+# name -> (lowest, highest, what the range is); OPEN_LOW: the lowest value itself is refused
+RANGES = {**{n: (-1.0, 1.0, "a cosine lies in [-1, 1]; use a value in (0, 1]") for n in COSINES},
+          "fp32_max_rel_error": (0.0, math.inf, "a relative error limit must be > 0"),
+          **{n: (0.0, math.inf, "an mAP drop in points must be >= 0") for n in MAP_DROPS}}
+OPEN_LOW = {"fp32_max_rel_error"}
+# In range, yet no artifact can fail them: refused unless WEAK_FLAG is given. mAP lies in [0, 100] points; a
+# relative error of 1 is an error as large as the reference row itself.
+WEAK_COSINE = 0.0      # a cosine limit at or below it passes orthogonal or opposite features
+WEAK_REL_ERROR = 1.0   # an error limit at or above it passes an error as large as the feature
+WEAK_MAP_DROP = 100.0  # an mAP drop limit at or above it passes any retrieval
+WEAK = {**{n: (lambda v: v <= WEAK_COSINE, f"a cosine limit <= {WEAK_COSINE:g} passes orthogonal or opposite "
+               "features") for n in COSINES},
+        "fp32_max_rel_error": (lambda v: v >= WEAK_REL_ERROR, f"an error limit >= {WEAK_REL_ERROR:g} passes an error "
+                               "as large as the feature"),
+        **{n: (lambda v: v >= WEAK_MAP_DROP, f"an mAP drop >= {WEAK_MAP_DROP:g} points passes any retrieval")
+           for n in MAP_DROPS}}
 
 
 @dataclass(frozen=True)
@@ -30,7 +52,9 @@ class Thresholds:
     baseline_max_map_drop: float = 1.0  # --baseline: points below the old model's own cross-test
 
     @classmethod
-    def load(cls, path: str | Path | None) -> Thresholds:
+    def load(cls, path: str | Path | None, *, allow_weak: bool = False) -> Thresholds:
+        """The defaults overridden by the JSON file ``path``: numbers only, finite, in range. A value that would
+        disable a check (see ``WEAK``) is refused unless ``allow_weak``; ``weak()`` then names it."""
         if path is None:
             return cls()
         try:
@@ -43,10 +67,22 @@ class Thresholds:
         unknown = sorted(set(data) - known)
         if unknown:
             raise SwedgeError(f"unknown threshold(s) {unknown} in {path}; known: {sorted(known)}")
-        bad = [k for k, v in data.items() if isinstance(v, bool) or not isinstance(v, (int, float))]
-        if bad:
-            raise SwedgeError(f"threshold(s) {bad} in {path} must be numbers")
-        return cls(**{k: float(v) for k, v in data.items()})
+        for name, value in data.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise SwedgeError(f"threshold '{name}' in {path} must be a finite number, got {value!r}")
+            low, high, meaning = RANGES[name]
+            if not low <= value <= high or (name in OPEN_LOW and value == low):
+                raise SwedgeError(f"threshold '{name}' in {path} is {value!r}; {meaning}")
+        out = cls(**{k: float(v) for k, v in data.items()})
+        if (weak := out.weak()) and not allow_weak:
+            raise SwedgeError(f"threshold(s) in {path} would disable a check: {'; '.join(weak)}; pass {WEAK_FLAG} "
+                              "to accept that (the report then says so)")
+        return out
+
+    def weak(self) -> list[str]:
+        """The values that disable a check, each as 'name = value (why)'; empty for sound thresholds."""
+        return [f"'{name}' = {getattr(self, name):g} ({why})" for name, (is_weak, why) in WEAK.items()
+                if is_weak(getattr(self, name))]
 
     def to_dict(self) -> dict:
         return asdict(self)

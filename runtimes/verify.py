@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from swedge.errors import MissingDependencyError, SwedgeError
-from swedge.metrics.fidelity import fidelity
-from swedge.metrics.retrieval import evaluate
+from swedge.metrics.fidelity import feature_problem, fidelity
 from swedge.runtimes.host import host_differences, host_record
 from swedge.runtimes.manifest import Bundle, BundleError, read_manifest, repair_summaries
+from swedge.runtimes.probe import NpyRows, Probe, load_probe, load_references  # noqa: F401 (re-exported)
 from swedge.runtimes.thresholds import Thresholds
 
 PASS, FAIL, SKIP = "pass", "fail", "skipped"
@@ -74,6 +74,7 @@ class VerifyReport:
     host: dict = field(default_factory=host_record)  # the machine this verify ran on
     export_host: dict | None = None                  # the manifest's: None for bundles exported before it existed
     repairs: list[str] = field(default_factory=list)  # what `swedge export --int8-repair` did, one line each
+    weak_thresholds: list[str] = field(default_factory=list)  # accepted with --allow-weak-thresholds
 
     @property
     def host_differences(self) -> list[str] | None:
@@ -89,88 +90,8 @@ class VerifyReport:
         return {"bundle": self.bundle, "passed": self.passed, "errors": self.errors,
                 "thresholds": self.thresholds, "reference": self.reference, "baseline": self.baseline,
                 "artifacts": [r.to_dict() for r in self.rows], "matrix": self.matrix, "host": self.host,
-                "export_host": self.export_host, "host_differences": self.host_differences, "repairs": self.repairs}
-
-
-class NpyRows:
-    """Rows of a 2-D+ .npy file read batch by batch with plain file reads: unlike a memory map, pages read once
-    do not stay in the process's resident memory, so the harness's footprint does not grow with the probe."""
-
-    def __init__(self, path):
-        self.path = path
-        with open(path, "rb") as f:
-            fmt = np.lib.format
-            version = fmt.read_magic(f)
-            header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
-            if header is None:
-                raise BundleError(f"{path}: .npy format version {version} is not supported (1.0 and 2.0 are)")
-            shape, fortran, dtype = header(f)
-            self.offset = f.tell()
-        if fortran or dtype.hasobject:
-            raise BundleError(f"{path}: probe arrays must be C-ordered numeric .npy files")
-        self.shape, self.dtype = tuple(shape), dtype
-        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def __getitem__(self, rows: slice) -> np.ndarray:
-        start, stop, _ = rows.indices(len(self))
-        with open(self.path, "rb") as f:
-            f.seek(self.offset + start * self.row_bytes)
-            data = np.fromfile(f, dtype=self.dtype, count=max(stop - start, 0) * self.row_bytes // self.dtype.itemsize)
-        return data.reshape(-1, *self.shape[1:]).astype(np.float32, copy=False)
-
-
-@dataclass
-class Probe:
-    inputs: NpyRows  # (N, 3, H, W), read in batches
-    pids: np.ndarray
-    camids: np.ndarray
-    is_query: np.ndarray
-    sha256: str
-
-    def split(self, feats: np.ndarray):
-        q, g = self.is_query, ~self.is_query
-        return feats[q], feats[g]
-
-    def retrieval(self, queries: np.ndarray, gallery: np.ndarray):
-        q, g = self.is_query, ~self.is_query
-        return evaluate(queries, gallery, self.pids[q], self.pids[g], self.camids[q], self.camids[g])
-
-
-def load_probe(bundle: Bundle, batch: int) -> Probe:
-    p = bundle.manifest["probe"]
-    inputs_path = bundle.check_file(p["inputs"], p["inputs_sha256"])
-    labels_path = bundle.check_file(p["labels"], p["labels_sha256"])
-    try:
-        inputs = NpyRows(inputs_path)
-        with np.load(labels_path, allow_pickle=False) as z:
-            pids, camids, is_query = z["pids"], z["camids"], z["is_query"].astype(bool)
-    except (ValueError, KeyError, OSError) as exc:
-        raise BundleError(f"probe set cannot be read ({exc}); re-export the bundle") from None
-    expected = tuple(bundle.manifest["input"]["shape"][1:])
-    if inputs.ndim != 4 or tuple(inputs.shape[1:]) != expected or len(pids) != len(inputs):
-        raise BundleError(f"probe inputs have shape {inputs.shape}, the manifest's input is (N, {expected}) with "
-                          f"{len(pids)} labels")
-    for i in range(0, len(inputs), batch):  # streamed: never the whole probe in memory at once
-        if not np.isfinite(inputs[i:i + batch]).all():
-            raise BundleError(f"probe inputs contain NaN/Inf (rows {i}..{i + batch - 1}): the probe set is corrupt; "
-                              "re-export the bundle")
-    return Probe(inputs, pids, camids, is_query, p["inputs_sha256"])
-
-
-def load_references(bundle: Bundle) -> dict[float, np.ndarray]:
-    refs = {}
-    for w, r in bundle.manifest["references"].items():
-        refs[float(w)] = np.load(bundle.check_file(r["path"], r["sha256"]), allow_pickle=False)
-    if bundle.server_width not in refs:
-        raise BundleError(f"the bundle has no reference features of the server width {bundle.server_width:g}")
-    return refs
+                "export_host": self.export_host, "host_differences": self.host_differences, "repairs": self.repairs,
+                "weak_thresholds": self.weak_thresholds}
 
 
 def _embed(runner, probe: Probe, batch: int) -> tuple[np.ndarray, float]:
@@ -186,8 +107,8 @@ def _score(row: Row, feats: np.ndarray, probe: Probe, refs, server_w: float, ref
     if feats.shape != (len(probe.inputs), dim):
         row.reason = f"output shape {feats.shape[1:]} differs from the server's embedding dim ({dim},)"
         return
-    if not np.isfinite(feats).all():
-        row.reason = f"{int((~np.isfinite(feats)).any(1).sum())} output rows contain NaN/Inf"
+    if problem := feature_problem(feats):  # undefined cosines and rankings: a failure, never a 0/0 pass
+        row.reason = problem
         return
     for key, value in score_features(feats, probe, refs[row.width], refs[server_w], ref_scores[row.width]).items():
         setattr(row, key, value)
@@ -231,13 +152,16 @@ def reference_scores(refs: dict[float, np.ndarray], probe: Probe, server_w: floa
     return out
 
 
-def _baseline(path, probe: Probe):
+def _baseline(path, probe: Probe, dim: int):
     """(old server gallery features, {width: old torch cross-test mAP}) from an older bundle."""
     old = read_manifest(path)
     if old.manifest["probe"]["inputs_sha256"] != probe.sha256:
         raise BundleError(f"baseline {path} was exported with a different probe set: export both with the same "
                           "--probe so the new queries can be searched in the old gallery")
-    refs = load_references(old)
+    try:
+        refs = load_references(old, len(probe.inputs), dim)
+    except BundleError as exc:
+        raise BundleError(f"baseline {path}: {exc}") from None
     server = refs[old.server_width]
     cross = {w: 100 * probe.retrieval(probe.split(f)[0], probe.split(server)[1]).map for w, f in refs.items()}
     return probe.split(server)[1], cross, {"bundle": str(path), "checkpoint_sha256": old.manifest["checkpoint"]["sha256"],
@@ -265,18 +189,19 @@ def verify_bundle(root, *, runtimes: list[str] | None = None, formats: list[str]
     from swedge.runtimes import RuntimeUnavailable, runner_class
 
     thresholds = thresholds or Thresholds()
-    report = VerifyReport(bundle=str(root), thresholds=thresholds.to_dict())
+    report = VerifyReport(bundle=str(root), thresholds=thresholds.to_dict(), weak_thresholds=thresholds.weak())
     try:
         bundle = read_manifest(root)
         report.export_host = bundle.manifest.get("export_host")  # checked by read_manifest
         report.repairs = repair_summaries(bundle.artifacts)
+        bundle.require_artifacts()
+        server_w, dim = bundle.server_width, bundle.manifest["output"]["dim"]
         probe = load_probe(bundle, batch)
-        refs = load_references(bundle)
-        old = _baseline(baseline, probe) if baseline else None
+        refs = load_references(bundle, len(probe.inputs), dim)
+        old = _baseline(baseline, probe, dim) if baseline else None
     except SwedgeError as exc:
         report.errors.append(str(exc))
         return report
-    server_w, dim = bundle.server_width, int(bundle.manifest["output"]["dim"])
     report.reference = reference_scores(refs, probe, server_w)
     ref_scores = {float(w): v for w, v in report.reference.items()}
     if old is not None:
@@ -284,8 +209,10 @@ def verify_bundle(root, *, runtimes: list[str] | None = None, formats: list[str]
     baseline_gallery = (old[0], old[1]) if old else None
 
     pairs = list(_rows_for(bundle, runtimes, formats))
-    if runtimes and not pairs:
-        report.errors.append(f"no artifact in {root} runs on {', '.join(runtimes)}")
+    if (runtimes or formats) and not pairs:
+        asked = " and ".join(f"{kind} {', '.join(v)}" for kind, v in (("format", formats), ("runtime", runtimes)) if v)
+        report.errors.append(f"no artifact in {root} matches {asked} (it holds "
+                             f"{', '.join(sorted({a['format'] for a in bundle.artifacts}))})")
     for a, name in tqdm(pairs, desc="verify", unit="artifact", disable=not progress):
         row = Row(id=a["id"], format=a["format"], width=float(a["width"]), precision=a["precision"], runtime=name)
         report.rows.append(row)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from swedge.runtimes.thresholds import DEFAULT as _DEFAULT
+from swedge.runtimes.thresholds import WEAK_FLAG
 
 EXAMPLES = """\
 examples:
@@ -38,12 +39,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--formats", type=_csv, default=None, help="only these formats, comma-separated")
     p.add_argument("--baseline", default=None, help="an older bundle (same --probe): check new queries against its gallery")
     p.add_argument("--thresholds", default=None, help="JSON file overriding thresholds (see swedge.runtimes.thresholds)")
+    p.add_argument(WEAK_FLAG, action="store_true",
+                   help="accept a --thresholds file whose values disable a check (e.g. a cosine minimum <= 0); the "
+                   "report names them")
     p.add_argument("--json", default=None, help="write the full result as JSON here")
     p.add_argument("--junit", default=None, help="write JUnit XML here (one test case per artifact and runtime)")
     p.add_argument("--report", default=None, help="folder for report.md, report.html and the heat-map")
     p.add_argument("--batch", type=int, default=64, help="probe rows per inference call (default %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="threads per runtime (default: the runtime's own)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def check_names(runtimes: list[str] | None, formats: list[str] | None) -> None:
+    """--runtime / --formats name known runtimes and formats (a typo would otherwise select nothing)."""
+    import difflib
+
+    from swedge.errors import SwedgeError
+    from swedge.runtimes import FORMAT_RUNTIMES, RUNNER_MODULES
+
+    for kind, names, known in (("runtime", runtimes, RUNNER_MODULES), ("format", formats, FORMAT_RUNTIMES)):
+        unknown = [n for n in names or [] if n not in known]
+        if unknown:
+            hints = [f"'{u}'" + (f" (did you mean '{c[0]}'?)" if (c := difflib.get_close_matches(u, known, 1)) else "")
+                     for u in unknown]
+            raise SwedgeError(f"unknown {kind} {', '.join(hints)}; choose from {', '.join(known)}")
 
 
 def run(args) -> int:
@@ -55,18 +74,10 @@ def run(args) -> int:
     if args.batch < 1 or (args.threads is not None and args.threads < 1):
         # Not an artifact's fault: without this check every artifact would fail and the report would blame them.
         raise SwedgeError(f"--batch and --threads must be >= 1, got {args.batch} and {args.threads}")
-    if args.runtime:
-        from swedge.runtimes import RUNNER_MODULES
-
-        unknown = [r for r in args.runtime if r not in RUNNER_MODULES]
-        if unknown:
-            import difflib
-
-            hints = [f"'{u}'" + (f" (did you mean '{c[0]}'?)" if (c := difflib.get_close_matches(u, RUNNER_MODULES, 1))
-                                 else "") for u in unknown]
-            raise SwedgeError(f"unknown runtime {', '.join(hints)}; choose from {', '.join(RUNNER_MODULES)}")
+    check_names(args.runtime, args.formats)
+    thresholds = Thresholds.load(args.thresholds, allow_weak=args.allow_weak_thresholds)
     report = verify_bundle(args.bundle, runtimes=args.runtime, formats=args.formats,
-                           thresholds=Thresholds.load(args.thresholds), baseline=args.baseline, batch=args.batch,
+                           thresholds=thresholds, baseline=args.baseline, batch=args.batch,
                            threads=args.threads, progress=not args.quiet)
     print(format_text(report))
     if args.json:

@@ -53,6 +53,7 @@ def run(args) -> int:
     from swedge.io import atomic_write_json
     from swedge.runtimes.bench import bench_bundle, bench_record, host_line, save_plot
     from swedge.runtimes.host import host_record
+    from swedge.runtimes.verify_cli import check_names
 
     split = (lambda s: [t.strip() for t in s.split(",") if t.strip()] if s else None)
     try:
@@ -64,6 +65,7 @@ def run(args) -> int:
     if args.iters < 1 or args.warmup < 0 or args.threads < 1:
         raise SwedgeError(f"--iters and --threads must be >= 1 and --warmup >= 0, got {args.iters}, {args.threads} "
                           f"and {args.warmup}")
+    check_names(split(args.runtime), split(args.formats))
     timings = bench_bundle(args.bundle, batches=batches, warmup=args.warmup, iters=args.iters, threads=args.threads,
                            runtimes=split(args.runtime), formats=split(args.formats), torch_baseline=not args.no_torch,
                            checkpoint=args.checkpoint)

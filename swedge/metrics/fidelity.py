@@ -24,16 +24,38 @@ class Fidelity:
         return asdict(self)
 
 
+# Rows whose L2-normalised features all lie within this distance of the first row are "constant": retrieval
+# then ranks by ties alone, so a collapsed model would score the same as its collapsed reference.
+CONSTANT_SPREAD = 1e-6
+
+
 def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-row cosine; a row whose cosine is undefined (all-zero or non-finite on either side) counts as -1,
+    the worst possible: 0/0 is no evidence of agreement."""
     a = np.asarray(a, np.float64).reshape(len(a), -1)
     b = np.asarray(b, np.float64).reshape(len(b), -1)
     if a.shape != b.shape:
         raise ValueError(f"feature shapes differ: {a.shape} vs {b.shape}")
     num = (a * b).sum(1)
     den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cos = np.where(den > 0, num / np.where(den > 0, den, 1), np.where(num == 0, 1.0, 0.0))
-    return np.where(np.isfinite(cos), cos, -1.0)  # a NaN row counts as the worst possible
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        cos = num / np.where(den > 0, den, 1)
+    return np.where((den > 0) & np.isfinite(cos), cos, -1.0)
+
+
+def feature_problem(features: np.ndarray) -> str | None:
+    """Why (N, D) features cannot be scored, or None: non-finite values, all-zero rows (their cosine and
+    ranking are undefined), or constant features (every row the same direction)."""
+    f = np.asarray(features, np.float64).reshape(len(features), -1)
+    if bad := int((~np.isfinite(f)).any(1).sum()):
+        return f"non-finite features (NaN/Inf) in {bad} of {len(f)} rows"
+    norms = np.linalg.norm(f, axis=1)
+    if zero := int((norms == 0).sum()):
+        return f"all-zero feature rows: {zero} of {len(f)}"
+    unit = f / norms[:, None]
+    if len(f) > 1 and np.abs(unit - unit[0]).max() <= CONSTANT_SPREAD:
+        return f"constant features: all {len(f)} rows point the same way, so retrieval cannot rank them"
+    return None
 
 
 def topk_agreement(qa: np.ndarray, qb: np.ndarray, gallery: np.ndarray, k: int = 10) -> float:
