@@ -321,8 +321,11 @@ class _Run:
               elapsed: float = 0.0) -> None:
         if not self.world.main:
             return
+        # "complete" marks the run's last save (all phases' epochs, or --max-steps reached): loading the
+        # checkpoint of a killed run warns.
+        complete = step == self.cfg.max_steps or (phase == len(self.phases) - 1 and epochs_done == self.cfg.epochs)
         save_checkpoint(self.ckpt_path, self.model, **self.meta,
-                        extra={"phase": phase, "epochs_done": epochs_done, "steps_done": step})
+                        extra={"phase": phase, "epochs_done": epochs_done, "steps_done": step, "complete": complete})
         if optimizer is None:
             return
         # The model's weights travel in the state too, so one atomic file is a consistent resume point
