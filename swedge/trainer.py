@@ -21,6 +21,7 @@ import torch
 from swedge import distributed
 from swedge.checkpoint import save_checkpoint
 from swedge.contention import ContentionWatch
+from swedge.data.dataset import loader_batches
 from swedge.errors import SwedgeError
 from swedge.host_memory import retain_freed_memory
 from swedge.io import atomic_write_bytes
@@ -160,10 +161,19 @@ def _load_state(path: Path, key: dict) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles arbitrary objects
     except Exception as exc:
-        raise SwedgeError(f"cannot read {path} ({exc}): it is damaged; start a new run") from None
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # weights_only errors run for lines
+        raise SwedgeError(f"cannot read {path} ({reason}): it is damaged; start a new run") from None
+    if not isinstance(state, dict):
+        raise SwedgeError(f"{path} holds a {type(state).__name__}, not a trainer state: it is damaged or not "
+                          "swedge's; start a new run")
     if state.get("format") != STATE_FORMAT:
         raise SwedgeError(f"{path} has trainer-state format {state.get('format')!r}, this swedge reads "
                           f"{STATE_FORMAT}; start a new run")
+    kinds = {"key": dict, "model": dict, "optimizer": dict, "scheduler": dict, "scaler": dict, "rng": dict,
+             "phase": int, "epochs_done": int, "step": int, "elapsed_s": (int, float)}
+    wrong = [k for k, kind in kinds.items() if not isinstance(state.get(k), kind)]
+    if wrong:
+        raise SwedgeError(f"{path} lacks or has the wrong type for {', '.join(wrong)}: it is damaged; start a new run")
     saved = {**LATER_FIELDS, **state["key"]}
     diff = [f"{k}: saved {saved.get(k)!r}, now {key.get(k)!r}" for k in sorted(set(saved) | set(key))
             if saved.get(k) != key.get(k)]
@@ -267,7 +277,7 @@ class _Run:
                     scheduler.load_state_dict(state["scheduler"])
                 for epoch in range(first, cfg.epochs):
                     self.batches.set_epoch(phase * cfg.epochs + epoch)
-                    for images, labels, _cams in self.loader:
+                    for images, labels, _cams in loader_batches(self.loader):
                         images, labels = self._to_device(images), labels.to(cfg.device)
                         optimizer.zero_grad(set_to_none=True)
                         ctx = StepContext(step, self.total, epoch, widths, cfg.seed, self.forward, self.backward,

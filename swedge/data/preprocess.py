@@ -87,7 +87,9 @@ def resize_rgb(image, pre: Preprocess) -> Image.Image:
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     if image.mode != "RGB":
-        image = image.convert("RGB")
+        from swedge.data.images import to_rgb
+
+        image = to_rgb(image)  # 16-bit grey scaled, not clipped to white
     h, w = pre.size
     if image.size != (w, h):
         image = image.resize((w, h), _RESAMPLE[pre.interpolation])
