@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from swedge import __version__
-from swedge.checkpoint_file import checkpoint_path, read_header, tensor_shapes
+from swedge.checkpoint_file import checkpoint_path, read_header, tensor_specs
 from swedge.checkpoint_meta import FORMAT_VERSION, check_fields, note, parse_meta, seal
 from swedge.errors import CheckpointError
 from swedge.io import atomic_write_bytes
@@ -26,6 +26,9 @@ from swedge.nn.model import ModelConfig, SwitchableEmbedder, build_model
 from swedge.runtimes.manifest import file_sha256
 
 META_KEY = "swedge"
+# The dtypes a swedge model's state holds (float parameters and buffers, int64 BN counters), as safetensors names them.
+_SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
+                       "I64": torch.int64}
 
 
 @dataclass
@@ -94,8 +97,9 @@ def load_checkpoint(path, *, widths=None, arch: str | None = None) -> Checkpoint
     for w in widths or ():
         if float(w) not in config.widths:
             raise CheckpointError(f"{path} has widths {list(config.widths)}; width {w} is not one of them")
+    with torch.device("meta"):  # no memory yet: a forged embedding_dim of 10**9 must not allocate first
+        _check_shapes(path, build_model(config), tensor_specs(header), config.arch)
     model = build_model(config)
-    _check_shapes(path, model, tensor_shapes(header), config.arch)
     try:
         tensors = load_file(str(path))
     except Exception as exc:  # safetensors' own errors have no common base; the header was already checked
@@ -115,22 +119,27 @@ def _warn_unfinished(path: Path, meta: dict) -> None:
     extra, training = meta.get("extra", {}), meta.get("training", {})
     epochs, done = training.get("epochs"), extra.get("complete")
     if done is None and "epochs_done" in extra and epochs is not None:
-        done = extra["epochs_done"] >= epochs or extra.get("steps_done") == training.get("max_steps")
+        max_steps = training.get("max_steps", 0)  # 0: off
+        done = extra["epochs_done"] >= epochs or bool(max_steps) and extra.get("steps_done") == max_steps
     if done is False:
         note(path, f"{path} is from a training run that did not finish ({extra.get('epochs_done')} of {epochs} "
              "epochs saved): continue it with `swedge train --resume`, or use it knowingly", kind="warning")
 
 
-def _check_shapes(path: Path, model, shapes: dict[str, tuple[int, ...]], arch: str) -> None:
+def _check_shapes(path: Path, model, specs: dict[str, tuple[str, tuple[int, ...]]], arch: str) -> None:
+    """The header's tensors against the model the metadata describes: names, shapes, dtypes."""
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(shapes))
-    unexpected = sorted(set(shapes) - set(expected))
+    missing = sorted(set(expected) - set(specs))
+    unexpected = sorted(set(specs) - set(expected))
     if missing or unexpected:
         detail = (f"{len(missing)} missing (e.g. {missing[0]})" if missing else "") + \
                  ("; " if missing and unexpected else "") + \
                  (f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else "")
         raise CheckpointError(f"{path}: tensors do not match a '{arch}' model with the recorded widths: {detail}")
-    for name, shape in shapes.items():
+    for name, (dtype, shape) in specs.items():
         if shape != tuple(expected[name].shape):
             raise CheckpointError(f"{path}: tensor '{name}' has shape {shape}, a '{arch}' model "
                                   f"expects {tuple(expected[name].shape)}")
+        if _SAFETENSORS_DTYPES.get(dtype) != expected[name].dtype:
+            raise CheckpointError(f"{path}: tensor '{name}' is {dtype}, a '{arch}' model expects "
+                                  f"{expected[name].dtype}")

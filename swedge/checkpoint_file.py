@@ -27,6 +27,8 @@ def checkpoint_path(path) -> Path:
         inside = path / "model.safetensors"
         hint = f"; did you mean {inside}?" if inside.is_file() else ": pass the .safetensors file itself"
         raise CheckpointError(f"{path} is a folder, not a checkpoint file{hint}")
+    if path.exists() and not path.is_file():
+        raise CheckpointError(f"{path} is not a regular file (a device, pipe or socket): pass a .safetensors file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     return path
@@ -48,11 +50,12 @@ def read_header(path: Path) -> dict:
                               f"(chmod u+r {path})") from None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read the checkpoint ({exc.strerror or exc})") from None
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise CheckpointError(f"{path} is not a readable safetensors file (header is not JSON: {exc}; "
                               f"{_HINT})") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{path} is not a readable safetensors file (header is not a JSON object; {_HINT})")
+    if not isinstance(header, dict) or not isinstance(header.get("__metadata__", {}), dict):
+        raise CheckpointError(f"{path} is not a readable safetensors file (header or its __metadata__ is not a "
+                              f"JSON object; {_HINT})")
     end = 0
     for name, entry in header.items():
         if name != "__metadata__":
@@ -64,8 +67,9 @@ def read_header(path: Path) -> dict:
     return header
 
 
-def tensor_shapes(header: dict) -> dict[str, tuple[int, ...]]:
-    return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+def tensor_specs(header: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """name -> (safetensors dtype, shape) of every tensor in a checked header."""
+    return {k: (v["dtype"], tuple(v["shape"])) for k, v in header.items() if k != "__metadata__"}
 
 
 def _entry_end(path: Path, name: str, entry) -> int:

@@ -7,6 +7,7 @@ global batch (``swedge.distributed``); rank 0 alone writes files and shows progr
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import random
@@ -125,7 +126,8 @@ def _train(cfg: TrainConfig, method, world: distributed.World, progress: bool, r
     key = _resume_key(cfg, world, len(loader.dataset), num_ids)
     state = _load_state(state_path, key) if resume else None
     if state is not None:
-        model.load_state_dict(state["model"])
+        with _restoring(state_path):
+            model.load_state_dict(state["model"])
     model.to(cfg.device)
     if torch.device(cfg.device).type == "cpu":
         retain_freed_memory()  # SFSC's per-width gradient sets otherwise page-fault back in every step
@@ -180,6 +182,17 @@ def _load_state(path: Path, key: dict) -> dict:
     if diff:
         raise SwedgeError("--resume needs the settings of the run in the folder; these differ: " + "; ".join(diff))
     return state
+
+
+@contextlib.contextmanager
+def _restoring(path: Path):
+    """Restoring the parts of a trainer state: what torch and numpy raise for parts that do not fit (a damaged
+    or edited file that passed _load_state's checks) becomes one line naming the file."""
+    try:
+        yield
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SwedgeError(f"{path} does not fit this run ({reason}): it is damaged; start a new run") from None
 
 
 def _rng_state(device: str) -> dict:
@@ -260,8 +273,9 @@ class _Run:
             started -= state["elapsed_s"]
             if epoch0 == cfg.epochs:  # that phase was complete: the next one starts with a fresh optimiser
                 phase0, epoch0 = phase0 + 1, 0
-            self.scaler.load_state_dict(state["scaler"])
-            _set_rng_state(state["rng"], cfg.device)
+            with _restoring(self.state_path):
+                self.scaler.load_state_dict(state["scaler"])
+                _set_rng_state(state["rng"], cfg.device)
         bar = tqdm(total=self.total, initial=step, desc=f"train {cfg.method}", unit="step", dynamic_ncols=True,
                    disable=not (progress and self.world.main))
         log = self._open_log(step) if self.world.main else None
@@ -273,8 +287,9 @@ class _Run:
                 optimizer, scheduler = self._optimizer()
                 first = epoch0 if phase == phase0 else 0
                 if state is not None and phase == state["phase"]:
-                    optimizer.load_state_dict(state["optimizer"])
-                    scheduler.load_state_dict(state["scheduler"])
+                    with _restoring(self.state_path):
+                        optimizer.load_state_dict(state["optimizer"])
+                        scheduler.load_state_dict(state["scheduler"])
                 for epoch in range(first, cfg.epochs):
                     self.batches.set_epoch(phase * cfg.epochs + epoch)
                     for images, labels, _cams in loader_batches(self.loader):

@@ -159,7 +159,7 @@ CASES = [
     # ---- edited metadata, digest left as it was: the digest catches it
     ("edited-size", _set("preprocess", "size", [128, 64]), False, "header was modified"),
     ("edited-mean", _set("preprocess", "mean", [0.5, 0.5, 0.5]), False, "header was modified"),
-    ("edited-widths", _set("model", "widths", [0.5, 1.0]), False, "header was modified"),
+    ("edited-widths", _set("model", "widths", [0.25, 0.5, 1.0]), False, "header was modified"),
     ("edited-method", _set("method", "name", "sfsc"), False, "header was modified"),
     ("digest-removed", _drop_digest, False, "header was modified"),
 ]
@@ -169,6 +169,20 @@ def _header_case(edit, reseal):
     def build(tmp, ckpt, market):
         return edited_checkpoint(ckpt, tmp / "bad.safetensors", edit, reseal=reseal), market
     return build
+
+
+def _raw_header_case(edit):
+    """The safetensors header itself edited (tensor entries, __metadata__), the data left as it was."""
+    def damage(data: bytes) -> bytes:
+        n, header = _split(data)
+        edit(header)
+        text = json.dumps(header).encode()
+        return len(text).to_bytes(8, "little") + text + data[8 + n:]
+    return _file_case(damage)
+
+
+def _retype(header):
+    header["neck.weight"]["dtype"] = "I32"  # as many bytes as F32: only the dtype check can tell
 
 
 def _file_case(damage):
@@ -190,7 +204,7 @@ def _data_case(damage):
 EVAL = ["eval", "{ckpt}", "--data", "{data}", "--workers", "0"]
 EXPORT = ["export", "{ckpt}", "--calib", "{data}", "--out", "{tmp}/bundle", "--formats", "onnx", "--widths", "1.0",
           "--precisions", "fp32"]
-TRAIN = ["train", "--data", "{data}", "--out", "{tmp}/run", "--arch", "mobilenetv2", "--widths", "0.5,1.0",
+TRAIN = ["train", "--data", "{data}", "--out", "{tmp}/run", "--arch", "mobilenetv2", "--widths", "1.0",
          "--embedding-dim", "16",
          "--input-size", "32x16", "--epochs", "1", "--ids-per-batch", "4", "--images-per-id", "2", "--quiet"]
 ROWS = [(cid, _header_case(edit, reseal), EVAL, 2, msg) for cid, edit, reseal, msg in CASES] + [
@@ -206,6 +220,13 @@ ROWS = [(cid, _header_case(edit, reseal), EVAL, 2, msg) for cid, edit, reseal, m
     ("header-length-huge", _file_case(lambda b: (2**62).to_bytes(8, "little") + b[8:]), EVAL, 2, "header length"),
     ("empty-file", _file_case(lambda b: b""), EVAL, 2, "truncated or corrupt"),
     ("folder", lambda tmp, ckpt, market: (ckpt.parent, market), EVAL, 2, "is a folder"),
+    ("device-file", lambda tmp, ckpt, market: ("/dev/null", market), EVAL, 2, "not a regular file"),
+    ("metadata-not-object", _raw_header_case(lambda h: h.update(__metadata__=["swedge"])), EVAL, 2,
+     "__metadata__ is not a JSON object"),
+    ("dtype-changed", _raw_header_case(_retype), EVAL, 2, "'neck.weight' is I32"),
+    # a forged size that would allocate ~100 GB if the model were built before the header's shapes are checked
+    ("embedding-dim-huge", _header_case(_set("model", "embedding_dim", 10**8), True), EVAL, 2,
+     "has shape"),
     # ---- data sets, on each path that reads them
     ("eval-corrupt-query", _data_case(lambda d: corrupt_image(d, "query")), EVAL, 2, "cannot read image"),
     ("eval-bomb", _data_case(lambda d: bomb(d, "query", BOMB_SIDE)), EVAL, 2, "too large to decode"),
@@ -238,6 +259,20 @@ def messages(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.strip() and not _PROGRESS_BAR.search(line)]
 
 
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory, tiny_checkpoint):
+    """A real checkpoint a fifth of tiny_checkpoint's size (MobileNetV2, D=16): every case writes a damaged
+    copy of it, and the preprocessing fits tiny_market."""
+    from swedge.checkpoint import save_checkpoint
+    from swedge.nn.model import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="mobilenetv2", widths=(0.5, 1.0), embedding_dim=16, num_classes=4)).eval()
+    path = tmp_path_factory.mktemp("small") / "model.safetensors"
+    return save_checkpoint(path, model, preprocess=load_checkpoint(tiny_checkpoint).preprocess,
+                           method={"name": "sfsc-sum"}, training={"epochs": 1}, extra={"complete": True})
+
+
 def _run(capsys, argv):
     rc = main(argv)
     err = capsys.readouterr().err
@@ -245,8 +280,8 @@ def _run(capsys, argv):
 
 
 @pytest.mark.parametrize("build, argv, code, needle", [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
-def test_hostile_input_is_one_line(build, argv, code, needle, tiny_checkpoint, tiny_market, tmp_path, capsys):
-    ckpt, data = build(tmp_path, tiny_checkpoint, tiny_market)
+def test_hostile_input_is_one_line(build, argv, code, needle, small_checkpoint, tiny_market, tmp_path, capsys):
+    ckpt, data = build(tmp_path, small_checkpoint, tiny_market)
     rc, err = _run(capsys, [a.format(ckpt=ckpt, data=data, tmp=tmp_path) for a in argv])
     lines = messages(err)
     assert rc == code, err
@@ -260,18 +295,19 @@ def test_hostile_input_is_one_line(build, argv, code, needle, tiny_checkpoint, t
 
 
 @pytest.mark.parametrize("workers", ["0", "2"])
-def test_corrupt_image_in_a_worker_is_one_line_from_any_process(workers, tiny_checkpoint, tiny_market, tmp_path,
+def test_corrupt_image_in_a_worker_is_one_line_from_any_process(workers, small_checkpoint, tiny_market, tmp_path,
                                                                  capfd):
     """capfd, not capsys: a worker process's own stderr would show here too."""
     data = copy_market(tiny_market, tmp_path / "data")
     bad = corrupt_image(data, "query")
-    rc = main(["eval", str(tiny_checkpoint), "--data", str(data), "--workers", workers])
+    rc = main(["eval", str(small_checkpoint), "--data", str(data), "--workers", workers])
     err = capfd.readouterr().err
     lines = messages(err)
     assert rc == 2 and "Traceback" not in err and "worker process" not in err, err
     assert len(lines) == 1 and str(bad) in lines[0] and "cannot read image" in lines[0], err
 
 
+@pytest.mark.e2e  # ~5 s (worker start-up); the eval test above covers the same path in the default lane
 def test_corrupt_image_while_training_with_workers(tiny_market, tmp_path, capfd):
     data = copy_market(tiny_market, tmp_path / "data")
     corrupt_all(data, "train")
@@ -283,10 +319,10 @@ def test_corrupt_image_while_training_with_workers(tiny_market, tmp_path, capfd)
     assert len(lines) == 1 and "cannot read image" in lines[0] and str(data / SPLIT_DIRS["train"]) in lines[0], err
 
 
-def test_eight_gigabyte_checkpoint_is_refused_before_reading(tiny_checkpoint, tmp_path, capsys):
+def test_eight_gigabyte_checkpoint_is_refused_before_reading(small_checkpoint, tmp_path, capsys):
     """A header that claims 8 GB for a real tensor name (a sparse file: no disk used): refused from the header,
     never read whole (today: MemoryError)."""
-    n, header = _split(tiny_checkpoint.read_bytes())
+    n, header = _split(small_checkpoint.read_bytes())
     name = "classifier.weight"
     begin = header[name]["data_offsets"][0]
     header[name] = {"dtype": "F32", "shape": [2**31], "data_offsets": [begin, begin + 2**33]}
@@ -301,7 +337,7 @@ def test_eight_gigabyte_checkpoint_is_refused_before_reading(tiny_checkpoint, tm
     assert f"tensor '{name}' has shape (2147483648,)" in err
 
 
-def test_unreadable_checkpoint(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+def test_unreadable_checkpoint(small_checkpoint, tmp_path, monkeypatch, capsys):
     """chmod 000 does not stop root (these tests may run as root), so the refusal is what open() raises."""
     import builtins
 
@@ -310,29 +346,50 @@ def test_unreadable_checkpoint(tiny_checkpoint, tmp_path, monkeypatch, capsys):
     real_open = builtins.open
 
     def denied(file, *a, **k):
-        if Path(file) == tiny_checkpoint:
+        if Path(file) == small_checkpoint:
             raise PermissionError(13, "Permission denied", str(file))
         return real_open(file, *a, **k)
 
     monkeypatch.setattr(swedge.checkpoint_file, "open", denied, raising=False)
-    rc, err = _run(capsys, ["eval", str(tiny_checkpoint), "--data", str(tmp_path), "--workers", "0"])
-    assert rc == 2 and "Traceback" not in err and "permission denied" in err and str(tiny_checkpoint) in err, err
+    rc, err = _run(capsys, ["eval", str(small_checkpoint), "--data", str(tmp_path), "--workers", "0"])
+    assert rc == 2 and "Traceback" not in err and "permission denied" in err and str(small_checkpoint) in err, err
 
 
-def test_old_checkpoint_without_digest_loads_with_one_note(tiny_checkpoint, tmp_path, capsys):
+def test_old_checkpoint_without_digest_loads_with_one_note(small_checkpoint, tmp_path, capsys):
     def as_format_1(meta):
         meta.pop(HEADER_DIGEST_KEY)
         meta["format_version"] = 1
 
-    old = edited_checkpoint(tiny_checkpoint, tmp_path / "old.safetensors", as_format_1, reseal=False)
-    assert load_checkpoint(old).config.widths == load_checkpoint(tiny_checkpoint).config.widths
+    old = edited_checkpoint(small_checkpoint, tmp_path / "old.safetensors", as_format_1, reseal=False)
+    assert load_checkpoint(old).config.widths == load_checkpoint(small_checkpoint).config.widths
     load_checkpoint(old)  # noted once per file
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(old) in err[0] and "not covered by a digest" in err[0], err
 
 
-def test_unfinished_run_warns_once_and_resume_clears_it(tiny_market, tmp_path, monkeypatch, capsys):
-    """A run killed after its first of two epochs: loading its checkpoint warns; after --resume it does not."""
+@pytest.mark.parametrize("extra, training, warns", [
+    ({"complete": False, "epochs_done": 1}, {"epochs": 2}, True),
+    ({"complete": True, "epochs_done": 2}, {"epochs": 2}, False),
+    ({"epochs_done": 1}, {"epochs": 2}, True),  # saved before runs marked completion: judged by its epochs
+    ({"epochs_done": 2}, {"epochs": 2}, False),
+    ({"epochs_done": 0, "steps_done": 5}, {"epochs": 2, "max_steps": 5}, False),  # --max-steps reached
+])
+def test_unfinished_run_checkpoint_warns(extra, training, warns, small_checkpoint, tmp_path, capsys):
+    def edit(meta):
+        meta["extra"], meta["training"] = extra, training
+
+    ckpt = edited_checkpoint(small_checkpoint, tmp_path / "model.safetensors", edit, reseal=True)
+    load_checkpoint(ckpt)
+    load_checkpoint(ckpt)  # warned once per file
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == int(warns), err
+    assert not warns or ("did not finish" in err[0] and str(ckpt) in err[0] and "--resume" in err[0])
+
+
+@pytest.mark.e2e  # ~7 s: three short training runs
+def test_killed_run_is_marked_unfinished_and_resume_completes_it(tiny_market, tmp_path, monkeypatch, capsys):
+    """A run killed after its first of two epochs is marked unfinished (loading it warns); a damaged state is
+    one line; --resume from the good state marks it complete."""
     import swedge.trainer
     from swedge.checkpoint import read_metadata
 
@@ -355,6 +412,14 @@ def test_unfinished_run_warns_once_and_resume_clears_it(tiny_market, tmp_path, m
     assert len(err) == 1 and "did not finish" in err[0] and str(ckpt) in err[0], err
 
     monkeypatch.setattr(swedge.trainer._Run, "_save", real_save)
+    state_path = tmp_path / "run" / swedge.trainer.STATE_FILE
+    good = state_path.read_bytes()
+    state = torch.load(state_path, weights_only=True)
+    state["model"] = {"not.a.weight": torch.zeros(1)}  # a damaged state whose settings still match
+    torch.save(state, state_path)
+    rc, err = _run(capsys, argv + ["--workers", "0", "--resume"])
+    assert rc == 2 and "Traceback" not in err and "does not fit this run" in messages(err)[-1], err
+    state_path.write_bytes(good)
     assert main(argv + ["--workers", "0", "--resume"]) == 0
     assert read_metadata(ckpt)["extra"]["complete"] is True
 
