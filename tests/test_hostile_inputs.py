@@ -87,6 +87,15 @@ def bomb_all(root: Path, split: str, side: int) -> None:
         png_claiming(f.with_suffix(".png"), side, side)
 
 
+def truncate_half(f: Path) -> None:
+    f.write_bytes(f.read_bytes()[:f.stat().st_size // 2])  # a download cut short
+
+
+def replace_with_folder(f: Path) -> None:
+    f.unlink()
+    f.mkdir()
+
+
 def png_claiming(path: Path, width: int, height: int) -> Path:
     """A small real PNG whose IHDR claims ``width`` x ``height`` (CRC fixed): the shape of a decompression bomb."""
     Image.new("RGB", (8, 8)).save(path)
@@ -229,6 +238,13 @@ ROWS = [(cid, _header_case(edit, reseal), EVAL, 2, msg) for cid, edit, reseal, m
      "has shape"),
     # ---- data sets, on each path that reads them
     ("eval-corrupt-query", _data_case(lambda d: corrupt_image(d, "query")), EVAL, 2, "cannot read image"),
+    ("eval-zero-byte-image", _data_case(lambda d: first_image(d, "query").write_bytes(b"")), EVAL, 2,
+     "cannot read image"),
+    ("eval-truncated-jpeg", _data_case(lambda d: truncate_half(first_image(d, "query"))), EVAL, 2, "truncated"),
+    ("eval-folder-as-image", _data_case(lambda d: replace_with_folder(first_image(d, "query"))), EVAL, 2,
+     "Is a directory"),
+    ("eval-corrupt-query-workers", _data_case(lambda d: corrupt_image(d, "query")), EVAL[:-1] + ["2"], 2,
+     "cannot read image"),
     ("eval-bomb", _data_case(lambda d: bomb(d, "query", BOMB_SIDE)), EVAL, 2, "too large to decode"),
     ("eval-bomb-warning-size", _data_case(lambda d: bomb(d, "query", WARN_SIDE)), EVAL, 2, "too large to decode"),
     ("eval-pid-over-int64", _data_case(lambda d: rename_first(d, "query", r"^\d+", str(INT64_MAX + 1))), EVAL, 2,
@@ -307,7 +323,6 @@ def test_corrupt_image_in_a_worker_is_one_line_from_any_process(workers, small_c
     assert len(lines) == 1 and str(bad) in lines[0] and "cannot read image" in lines[0], err
 
 
-@pytest.mark.e2e  # ~5 s (worker start-up); the eval test above covers the same path in the default lane
 def test_corrupt_image_while_training_with_workers(tiny_market, tmp_path, capfd):
     data = copy_market(tiny_market, tmp_path / "data")
     corrupt_all(data, "train")
@@ -386,7 +401,6 @@ def test_unfinished_run_checkpoint_warns(extra, training, warns, small_checkpoin
     assert not warns or ("did not finish" in err[0] and str(ckpt) in err[0] and "--resume" in err[0])
 
 
-@pytest.mark.e2e  # ~7 s: three short training runs
 def test_killed_run_is_marked_unfinished_and_resume_completes_it(tiny_market, tmp_path, monkeypatch, capsys):
     """A run killed after its first of two epochs is marked unfinished (loading it warns); a damaged state is
     one line; --resume from the good state marks it complete."""

@@ -17,12 +17,15 @@ _WORKER_ERROR = f"{DataError.__module__}.{DataError.__qualname__}: "
 def loader_batches(loader):
     """Iterate ``loader``; a DataError from a worker process comes out as its own one line (torch re-raises
     it in the main process with the worker's whole traceback as the message)."""
+    batches = iter(loader)
     try:
-        yield from loader
+        yield from batches
     except DataError as exc:
         text = str(exc)
         if _WORKER_ERROR not in text:
             raise  # raised in this process: already one line
+        # Stop the workers now: left to garbage collection, torch's shutdown waits 5 s per worker.
+        getattr(batches, "_shutdown_workers", lambda: None)()
         raise DataError(text.rpartition(_WORKER_ERROR)[2].strip().splitlines()[0]) from None
 
 
