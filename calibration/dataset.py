@@ -81,16 +81,17 @@ def _from_npy(path: Path, preprocess: Preprocess, size: int | None) -> np.ndarra
 
 
 def _from_images(files: list[Path], preprocess: Preprocess, size: int, seed: int, progress: bool) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
     from tqdm import tqdm
+
+    from swedge.data.images import read_rgb
 
     rng = np.random.default_rng(seed)
     picked = sorted(rng.choice(len(files), size=min(size, len(files)), replace=False))
     out = np.empty((len(picked), 3, *preprocess.size), np.float32)
     for i, idx in enumerate(tqdm(picked, desc="calibration", unit="img", disable=not progress, leave=False)):
         try:
-            with Image.open(files[idx]) as im:
-                out[i] = preprocess_numpy(im, preprocess)
+            out[i] = preprocess_numpy(read_rgb(files[idx]), preprocess)  # bombs, 16-bit grey: one place
         except (UnidentifiedImageError, OSError) as exc:
             raise DataError(f"calibration image {files[idx]} cannot be read ({exc})") from None
     return out

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from swedge.data.market import DISTRACTOR_PID, Record, load_market
+from swedge.data.market import DISTRACTOR_PID, Record, load_market, require_matches
 from swedge.data.preprocess import Preprocess, preprocess_numpy
 from swedge.errors import DataError
 from swedge.io import atomic_write_bytes, atomic_write_npy
@@ -51,10 +51,13 @@ def select_probe(query: list[Record], gallery: list[Record], max_images: int, se
 def build_probe(data_dir, preprocess: Preprocess, *, max_images: int = DEFAULT_PROBE_IMAGES, seed: int = 0,
                 progress: bool = True):
     """Preprocessed probe inputs (N, 3, H, W) float32 and labels {pids, camids, is_query}."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
     from tqdm import tqdm
 
+    from swedge.data.images import read_rgb
+
     splits = load_market(data_dir)
+    require_matches(splits)  # else every probe mAP is undefined
     if not splits.query or not splits.gallery:
         raise DataError(f"{data_dir} has no query/gallery images (query/ and bounding_box_test/): the probe set "
                         "needs a Market-1501 test split; pass --probe DIR")
@@ -68,8 +71,7 @@ def build_probe(data_dir, preprocess: Preprocess, *, max_images: int = DEFAULT_P
     inputs = np.empty((len(records), 3, *preprocess.size), np.float32)
     for i, r in enumerate(tqdm(records, desc="probe", unit="img", disable=not progress, leave=False)):
         try:
-            with Image.open(r.path) as im:
-                inputs[i] = preprocess_numpy(im, preprocess)
+            inputs[i] = preprocess_numpy(read_rgb(r.path), preprocess)  # bombs, 16-bit grey: one place
         except (UnidentifiedImageError, OSError) as exc:
             raise DataError(f"probe image {r.path} cannot be read ({exc})") from None
     labels = {

@@ -1,8 +1,9 @@
 """One safetensors file per checkpoint: tensors + JSON metadata in the safetensors header.
 
 Metadata (key "swedge"): format version, model config (arch, widths, embedding dim, num ids), preprocessing,
-method and training config, library versions, and the sha256 of the tensors. Loading never unpickles; every
-way a file can be wrong ends in one CheckpointError that names the problem.
+method and training config, library versions, the sha256 of the tensors, and a digest of all of it
+(``swedge.checkpoint_meta``). Loading never unpickles; every way a file can be wrong ends in one
+CheckpointError that names the problem.
 """
 
 from __future__ import annotations
@@ -17,12 +18,17 @@ from pathlib import Path
 import torch
 
 from swedge import __version__
+from swedge.checkpoint_file import checkpoint_path, read_header, tensor_specs
+from swedge.checkpoint_meta import FORMAT_VERSION, check_fields, note, parse_meta, seal
 from swedge.errors import CheckpointError
 from swedge.io import atomic_write_bytes
 from swedge.nn.model import ModelConfig, SwitchableEmbedder, build_model
+from swedge.runtimes.manifest import file_sha256
 
-FORMAT_VERSION = 1
 META_KEY = "swedge"
+# The dtypes a swedge model's state holds (float parameters and buffers, int64 BN counters), as safetensors names them.
+_SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
+                       "I64": torch.int64}
 
 
 @dataclass
@@ -65,89 +71,75 @@ def save_checkpoint(path, model: SwitchableEmbedder, *, preprocess: dict, method
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "tensors_sha256": tensors_sha256(tensors),
     }
-    return atomic_write_bytes(path, save(tensors, metadata={META_KEY: json.dumps(meta)}))
+    check_fields(Path(path), meta)  # what load would refuse is not written in the first place
+    return atomic_write_bytes(path, save(tensors, metadata={META_KEY: json.dumps(seal(meta))}))
 
 
 def read_metadata(path) -> dict:
-    """The checkpoint's metadata without loading the tensors (cheap; used by `swedge eval --help`-style listings)."""
-    from safetensors import safe_open
-
-    path = _existing(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get(META_KEY)
-    except Exception as exc:
-        raise CheckpointError(f"{path} is not a readable safetensors file (truncated or corrupt: {exc})") from None
-    return _parse_meta(path, raw)
+    """The checkpoint's metadata without loading the tensors (cheap; the header alone is read and checked)."""
+    path = checkpoint_path(path)
+    return parse_meta(path, (read_header(path).get("__metadata__") or {}).get(META_KEY))
 
 
 def load_checkpoint(path, *, widths=None, arch: str | None = None) -> Checkpoint:
-    """Load and validate a checkpoint. ``widths``/``arch``: what the caller needs; a mismatch is an error."""
-    from safetensors.torch import load
+    """Load and validate a checkpoint. ``widths``/``arch``: what the caller needs; a mismatch is an error.
 
-    path = _existing(path)
-    data = path.read_bytes()
-    try:
-        tensors = load(data)  # validates the header and the data offsets
-        header_len = int.from_bytes(data[:8], "little")  # safetensors layout: u64 length, JSON header, data
-        raw = (json.loads(data[8:8 + header_len]).get("__metadata__") or {}).get(META_KEY)
-    except Exception as exc:
-        raise CheckpointError(f"{path} is not a readable safetensors file (truncated or corrupt: {exc})") from None
-    meta = _parse_meta(path, raw)
-    if tensors_sha256(tensors) != meta.get("tensors_sha256"):
-        raise CheckpointError(f"{path}: tensor data does not match the sha256 recorded in its metadata "
-                              "(the file was modified or corrupted after saving)")
-    try:
-        config = ModelConfig.from_dict(meta["model"])
-    except Exception as exc:
-        raise CheckpointError(f"{path}: invalid model metadata ({exc})") from None
+    Everything is checked from the header (sizes, metadata, tensor names and shapes against the recorded
+    model) before the tensor data is read, memory-mapped."""
+    from safetensors.torch import load_file
+
+    path = checkpoint_path(path)
+    header = read_header(path)
+    meta = parse_meta(path, (header.get("__metadata__") or {}).get(META_KEY))
+    config = ModelConfig.from_dict(meta["model"])  # its fields were checked by parse_meta
     if arch is not None and arch != config.arch:
         raise CheckpointError(f"{path} holds a '{config.arch}' model, not '{arch}'")
     for w in widths or ():
         if float(w) not in config.widths:
             raise CheckpointError(f"{path} has widths {list(config.widths)}; width {w} is not one of them")
+    with torch.device("meta"):  # no memory yet: a forged embedding_dim of 10**9 must not allocate first
+        _check_shapes(path, build_model(config), tensor_specs(header), config.arch)
     model = build_model(config)
-    _load_state(path, model, tensors, config.arch)
-    model.eval()
-    return Checkpoint(model=model, config=config, preprocess=meta.get("preprocess", {}), meta=meta, path=path,
-                      file_sha256=hashlib.sha256(data).hexdigest())
-
-
-def _existing(path) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    return path
-
-
-def _parse_meta(path: Path, raw: str | None) -> dict:
-    if raw is None:
-        raise CheckpointError(f"{path} is a safetensors file but not a swedge checkpoint (no '{META_KEY}' metadata)")
     try:
-        meta = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: metadata is not valid JSON ({exc})") from None
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint format version {version!r}; this swedge reads up to "
-                              f"{FORMAT_VERSION}: upgrade swedge")
-    for key in ("model", "tensors_sha256"):
-        if key not in meta:
-            raise CheckpointError(f"{path}: metadata lacks '{key}'")
-    return meta
+        tensors = load_file(str(path))
+    except Exception as exc:  # safetensors' own errors have no common base; the header was already checked
+        raise CheckpointError(f"{path} is not a readable safetensors file (truncated or corrupt: {exc})") from None
+    if tensors_sha256(tensors) != meta["tensors_sha256"]:
+        raise CheckpointError(f"{path}: tensor data does not match the sha256 recorded in its metadata "
+                              "(the file was modified or corrupted after saving)")
+    model.load_state_dict(tensors)
+    model.eval()
+    _warn_unfinished(path, meta)
+    return Checkpoint(model=model, config=config, preprocess=meta["preprocess"], meta=meta, path=path,
+                      file_sha256=file_sha256(path))
 
 
-def _load_state(path: Path, model: SwitchableEmbedder, tensors: dict, arch: str) -> None:
+def _warn_unfinished(path: Path, meta: dict) -> None:
+    """A run marks its last save ``extra.complete``; runs older than the mark are judged by their epochs."""
+    extra, training = meta.get("extra", {}), meta.get("training", {})
+    epochs, done = training.get("epochs"), extra.get("complete")
+    if done is None and "epochs_done" in extra and epochs is not None:
+        max_steps = training.get("max_steps", 0)  # 0: off
+        done = extra["epochs_done"] >= epochs or bool(max_steps) and extra.get("steps_done") == max_steps
+    if done is False:
+        note(path, f"{path} is from a training run that did not finish ({extra.get('epochs_done')} of {epochs} "
+             "epochs saved): continue it with `swedge train --resume`, or use it knowingly", kind="warning")
+
+
+def _check_shapes(path: Path, model, specs: dict[str, tuple[str, tuple[int, ...]]], arch: str) -> None:
+    """The header's tensors against the model the metadata describes: names, shapes, dtypes."""
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
+    missing = sorted(set(expected) - set(specs))
+    unexpected = sorted(set(specs) - set(expected))
     if missing or unexpected:
         detail = (f"{len(missing)} missing (e.g. {missing[0]})" if missing else "") + \
                  ("; " if missing and unexpected else "") + \
                  (f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else "")
         raise CheckpointError(f"{path}: tensors do not match a '{arch}' model with the recorded widths: {detail}")
-    for name, t in tensors.items():
-        if t.shape != expected[name].shape:
-            raise CheckpointError(f"{path}: tensor '{name}' has shape {tuple(t.shape)}, a '{arch}' model "
+    for name, (dtype, shape) in specs.items():
+        if shape != tuple(expected[name].shape):
+            raise CheckpointError(f"{path}: tensor '{name}' has shape {shape}, a '{arch}' model "
                                   f"expects {tuple(expected[name].shape)}")
-    model.load_state_dict(tensors)
+        if _SAFETENSORS_DTYPES.get(dtype) != expected[name].dtype:
+            raise CheckpointError(f"{path}: tensor '{name}' is {dtype}, a '{arch}' model expects "
+                                  f"{expected[name].dtype}")

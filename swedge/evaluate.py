@@ -15,14 +15,14 @@ def extract_features(model, records, preprocess, widths, *, batch_size: int = 12
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
-    from swedge.data.dataset import ImageDataset
+    from swedge.data.dataset import ImageDataset, loader_batches
     from swedge.data.transforms import EvalTransform
 
     loader = DataLoader(ImageDataset(records, EvalTransform(preprocess)), batch_size=batch_size,
                         num_workers=workers)
     model.eval().to(device)
     chunks: dict[float, list[np.ndarray]] = {w: [] for w in widths}
-    for images, _labels, _cams in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+    for images, _labels, _cams in tqdm(loader_batches(loader), total=len(loader), desc=desc, unit="batch", disable=not progress, leave=False):
         images = images.to(device)
         for w in widths:
             with model.at_width(w):
@@ -36,11 +36,12 @@ def checkpoint_features(ckpt: Checkpoint, data_dir, *, widths=None, batch_size: 
 
     Returns (widths, {w: (query_feats, gallery_feats)}, splits, (q_pids, g_pids, q_camids, g_camids)).
     """
-    from swedge.data.market import load_market
+    from swedge.data.market import load_market, require_matches
     from swedge.data.preprocess import Preprocess
 
     widths = tuple(sorted(float(w) for w in (widths or ckpt.widths)))
     splits = load_market(data_dir)
+    require_matches(splits)  # before any image is embedded
     preprocess = Preprocess.from_dict(ckpt.preprocess)
     kw = dict(batch_size=batch_size, workers=workers, progress=progress, device=device)
     q = extract_features(ckpt.model, splits.query, preprocess, widths, desc="query", **kw)

@@ -7,6 +7,7 @@ global batch (``swedge.distributed``); rank 0 alone writes files and shows progr
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import random
@@ -21,6 +22,7 @@ import torch
 from swedge import distributed
 from swedge.checkpoint import save_checkpoint
 from swedge.contention import ContentionWatch
+from swedge.data.dataset import loader_batches
 from swedge.errors import SwedgeError
 from swedge.host_memory import retain_freed_memory
 from swedge.io import atomic_write_bytes
@@ -124,7 +126,8 @@ def _train(cfg: TrainConfig, method, world: distributed.World, progress: bool, r
     key = _resume_key(cfg, world, len(loader.dataset), num_ids)
     state = _load_state(state_path, key) if resume else None
     if state is not None:
-        model.load_state_dict(state["model"])
+        with _restoring(state_path):
+            model.load_state_dict(state["model"])
     model.to(cfg.device)
     if torch.device(cfg.device).type == "cpu":
         retain_freed_memory()  # SFSC's per-width gradient sets otherwise page-fault back in every step
@@ -160,16 +163,36 @@ def _load_state(path: Path, key: dict) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles arbitrary objects
     except Exception as exc:
-        raise SwedgeError(f"cannot read {path} ({exc}): it is damaged; start a new run") from None
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # weights_only errors run for lines
+        raise SwedgeError(f"cannot read {path} ({reason}): it is damaged; start a new run") from None
+    if not isinstance(state, dict):
+        raise SwedgeError(f"{path} holds a {type(state).__name__}, not a trainer state: it is damaged or not "
+                          "swedge's; start a new run")
     if state.get("format") != STATE_FORMAT:
         raise SwedgeError(f"{path} has trainer-state format {state.get('format')!r}, this swedge reads "
                           f"{STATE_FORMAT}; start a new run")
+    kinds = {"key": dict, "model": dict, "optimizer": dict, "scheduler": dict, "scaler": dict, "rng": dict,
+             "phase": int, "epochs_done": int, "step": int, "elapsed_s": (int, float)}
+    wrong = [k for k, kind in kinds.items() if not isinstance(state.get(k), kind)]
+    if wrong:
+        raise SwedgeError(f"{path} lacks or has the wrong type for {', '.join(wrong)}: it is damaged; start a new run")
     saved = {**LATER_FIELDS, **state["key"]}
     diff = [f"{k}: saved {saved.get(k)!r}, now {key.get(k)!r}" for k in sorted(set(saved) | set(key))
             if saved.get(k) != key.get(k)]
     if diff:
         raise SwedgeError("--resume needs the settings of the run in the folder; these differ: " + "; ".join(diff))
     return state
+
+
+@contextlib.contextmanager
+def _restoring(path: Path):
+    """Restoring the parts of a trainer state: what torch and numpy raise for parts that do not fit (a damaged
+    or edited file that passed _load_state's checks) becomes one line naming the file."""
+    try:
+        yield
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SwedgeError(f"{path} does not fit this run ({reason}): it is damaged; start a new run") from None
 
 
 def _rng_state(device: str) -> dict:
@@ -250,8 +273,9 @@ class _Run:
             started -= state["elapsed_s"]
             if epoch0 == cfg.epochs:  # that phase was complete: the next one starts with a fresh optimiser
                 phase0, epoch0 = phase0 + 1, 0
-            self.scaler.load_state_dict(state["scaler"])
-            _set_rng_state(state["rng"], cfg.device)
+            with _restoring(self.state_path):
+                self.scaler.load_state_dict(state["scaler"])
+                _set_rng_state(state["rng"], cfg.device)
         bar = tqdm(total=self.total, initial=step, desc=f"train {cfg.method}", unit="step", dynamic_ncols=True,
                    disable=not (progress and self.world.main))
         log = self._open_log(step) if self.world.main else None
@@ -263,11 +287,12 @@ class _Run:
                 optimizer, scheduler = self._optimizer()
                 first = epoch0 if phase == phase0 else 0
                 if state is not None and phase == state["phase"]:
-                    optimizer.load_state_dict(state["optimizer"])
-                    scheduler.load_state_dict(state["scheduler"])
+                    with _restoring(self.state_path):
+                        optimizer.load_state_dict(state["optimizer"])
+                        scheduler.load_state_dict(state["scheduler"])
                 for epoch in range(first, cfg.epochs):
                     self.batches.set_epoch(phase * cfg.epochs + epoch)
-                    for images, labels, _cams in self.loader:
+                    for images, labels, _cams in loader_batches(self.loader):
                         images, labels = self._to_device(images), labels.to(cfg.device)
                         optimizer.zero_grad(set_to_none=True)
                         ctx = StepContext(step, self.total, epoch, widths, cfg.seed, self.forward, self.backward,
@@ -321,8 +346,11 @@ class _Run:
               elapsed: float = 0.0) -> None:
         if not self.world.main:
             return
+        # "complete" marks the run's last save (all phases' epochs, or --max-steps reached): loading the
+        # checkpoint of a killed run warns.
+        complete = step == self.cfg.max_steps or (phase == len(self.phases) - 1 and epochs_done == self.cfg.epochs)
         save_checkpoint(self.ckpt_path, self.model, **self.meta,
-                        extra={"phase": phase, "epochs_done": epochs_done, "steps_done": step})
+                        extra={"phase": phase, "epochs_done": epochs_done, "steps_done": step, "complete": complete})
         if optimizer is None:
             return
         # The model's weights travel in the state too, so one atomic file is a consistent resume point

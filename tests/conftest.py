@@ -53,7 +53,7 @@ def tiny_checkpoint(tmp_path_factory):
                     model(torch.randn(8, 3, 64, 32) * 1.5 + 0.2)
     model.eval()
     path = tmp_path_factory.mktemp("ckpt") / "model.safetensors"
-    save_checkpoint(path, model, preprocess=Preprocess(size=(64, 32)).to_dict(), method={"name": "test-random"})
+    save_checkpoint(path, model, preprocess=Preprocess(size=(64, 32)).to_dict(), method={"name": "sfsc-sum"})
     return path
 
 

@@ -36,7 +36,7 @@ def test_preprocess_dict_roundtrip_and_validation():
     assert Preprocess.from_dict(d) == p
     with pytest.raises(DataError, match="channel_order"):
         Preprocess(channel_order="RGBA")
-    with pytest.raises(DataError, match="std > 0"):
+    with pytest.raises(DataError, match="preprocess std"):
         Preprocess(std=(1, 0, 1))
     with pytest.raises(DataError, match="at least 'size'"):
         Preprocess.from_dict({"mean": [0, 0, 0]})

@@ -130,7 +130,7 @@ def _baseline_bundle(checkpoint, market, out, edit):
     with torch.no_grad():
         edit(old.model)
     path = out.parent / f"{out.name}.safetensors"
-    save_checkpoint(path, old.model, preprocess=old.preprocess, method={"name": out.name})
+    save_checkpoint(path, old.model, preprocess=old.preprocess, method={"name": "sfsc-sum"})
     export_bundle(ExportPlan(checkpoint=path, out=out, formats=[], widths=[0.5, 1.0], precisions=["fp32"],
                              probe=market), progress=False)
     return out

@@ -4,20 +4,29 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from swedge.data.images import read_rgb
 from swedge.data.market import Record
 from swedge.errors import DataError
 
+# How the traceback text torch's DataLoader sends back from a worker names our error, just before its message.
+_WORKER_ERROR = f"{DataError.__module__}.{DataError.__qualname__}: "
 
-def read_rgb(path: str) -> Image.Image:
-    """Open an image as RGB, or raise a DataError naming the file (truncated downloads happen)."""
+
+def loader_batches(loader):
+    """Iterate ``loader``; a DataError from a worker process comes out as its own one line (torch re-raises
+    it in the main process with the worker's whole traceback as the message)."""
+    batches = iter(loader)
     try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise DataError(f"cannot read image {path} ({exc}): re-create or remove the file") from exc
+        yield from batches
+    except DataError as exc:
+        text = str(exc)
+        if _WORKER_ERROR not in text:
+            raise  # raised in this process: already one line
+        # Stop the workers now: left to garbage collection, torch's shutdown waits 5 s per worker.
+        getattr(batches, "_shutdown_workers", lambda: None)()
+        raise DataError(text.rpartition(_WORKER_ERROR)[2].strip().splitlines()[0]) from None
 
 
 class ImageDataset(Dataset):

@@ -20,6 +20,7 @@ from swedge.errors import DataError
 SPLIT_DIRS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp"}
 JUNK_PID, DISTRACTOR_PID = -1, 0
+INT64_MAX = 2**63 - 1  # ids and cameras become int64 arrays / tensors (labels, probe, evaluation)
 _NAME = re.compile(r"^(-1|\d+)_c(\d+)")
 
 
@@ -93,6 +94,9 @@ def read_split(folder: str | os.PathLike, *, keep_distractors: bool) -> list[Rec
                 "(pid_cCAMERA...); rename or remove this file"
             )
         pid, cam = parsed
+        if max(pid, cam) > INT64_MAX:
+            raise DataError(f"file name {folder / name} holds an id or camera number above {INT64_MAX} (64-bit "
+                            "integers): rename the file with a smaller number")
         if pid == JUNK_PID or (pid == DISTRACTOR_PID and not keep_distractors):
             continue
         records.append(Record(str(folder / name), pid, cam - 1))
@@ -124,6 +128,19 @@ def load_market(root: str | os.PathLike) -> MarketSplits:
         # Not fatal (some custom sets share ids on purpose), but almost always a copying mistake.
         warnings.warn(f"{len(overlap)} identities appear in both train and gallery of {root}", stacklevel=2)
     return splits
+
+
+def require_matches(splits: MarketSplits) -> None:
+    """Retrieval needs queries whose identity the gallery shows from another camera (same-camera images of the
+    same identity are ignored, as in Market-1501's protocol); with none, every mAP is undefined."""
+    seen = {(r.pid, r.camid) for r in splits.gallery}
+    cams = {}
+    for pid, camid in seen:
+        cams.setdefault(pid, set()).add(camid)
+    if not any(cams.get(r.pid, set()) - {r.camid} for r in splits.query):
+        raise DataError(f"no query in {Path(splits.root) / SPLIT_DIRS['query']} has a match in "
+                        f"{Path(splits.root) / SPLIT_DIRS['gallery']} (the same id seen by another camera): "
+                        "put each query identity's other-camera images in the gallery")
 
 
 def relabel(records: list[Record]) -> tuple[list[int], dict[int, int]]:

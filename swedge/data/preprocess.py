@@ -6,6 +6,8 @@ same array the torch eval transform feeds the model (``swedge.data.transforms`` 
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +18,19 @@ from swedge.errors import DataError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
+# What a sane preprocessing can hold: pixels are scaled to [0, 1] before normalising, so a mean outside it or a
+# std above 1 (or 0) only comes from a damaged or edited header; no re-ID / retrieval input is 8192 px a side.
+MAX_INPUT_SIDE = 8192
+MEAN_RANGE = (0.0, 1.0)
+STD_RANGE = (0.0, 1.0)
+
+
+def _numbers(name: str, value, count: int) -> tuple[float, ...]:
+    """``count`` finite real numbers (bools and strings refused), or a DataError naming the field."""
+    if not isinstance(value, (list, tuple)) or len(value) != count or \
+            any(isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) for v in value):
+        raise DataError(f"preprocess {name} must be a list of {count} finite numbers, got {value!r}")
+    return tuple(float(v) for v in value)
 
 
 @dataclass(frozen=True)
@@ -30,18 +45,24 @@ class Preprocess:
     interpolation: str = "bilinear"
 
     def __post_init__(self):
-        # Validate once here so a bad checkpoint header fails at load time, not at the first image.
-        if len(self.size) != 2 or min(self.size) < 1:
-            raise DataError(f"preprocess size must be (H, W) with positive ints, got {self.size!r}")
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise DataError(f"preprocess mean/std must be 3 values each with std > 0, got {self.mean!r} / {self.std!r}")
+        # Validate once here so a bad checkpoint header or manifest fails where it is read, not at the first image.
+        size, mean, std = (_numbers(name, v, 3 if name != "size" else 2)
+                           for name, v in (("size", self.size), ("mean", self.mean), ("std", self.std)))
+        if any(v != int(v) or not 1 <= v <= MAX_INPUT_SIDE for v in size):
+            raise DataError(f"preprocess size must be (H, W), whole numbers in 1..{MAX_INPUT_SIDE}, got {self.size!r}")
+        if any(not MEAN_RANGE[0] <= v <= MEAN_RANGE[1] for v in mean):
+            raise DataError(f"preprocess mean must be 3 finite values in {list(MEAN_RANGE)} (pixels are scaled to "
+                            f"[0, 1] first), got {self.mean!r}")
+        if any(not STD_RANGE[0] < v <= STD_RANGE[1] for v in std):
+            raise DataError(f"preprocess std must be 3 finite values in ({STD_RANGE[0]}, {STD_RANGE[1]}], "
+                            f"got {self.std!r}")
         if self.channel_order not in ("RGB", "BGR"):
             raise DataError(f"preprocess channel_order must be 'RGB' or 'BGR', got {self.channel_order!r}")
         if self.interpolation not in _RESAMPLE:
             raise DataError(f"preprocess interpolation must be one of {sorted(_RESAMPLE)}, got {self.interpolation!r}")
-        object.__setattr__(self, "size", (int(self.size[0]), int(self.size[1])))
-        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
-        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        object.__setattr__(self, "size", tuple(int(v) for v in size))
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -66,7 +87,9 @@ def resize_rgb(image, pre: Preprocess) -> Image.Image:
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     if image.mode != "RGB":
-        image = image.convert("RGB")
+        from swedge.data.images import to_rgb
+
+        image = to_rgb(image)  # 16-bit grey scaled, not clipped to white
     h, w = pre.size
     if image.size != (w, h):
         image = image.resize((w, h), _RESAMPLE[pre.interpolation])

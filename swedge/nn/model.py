@@ -17,6 +17,12 @@ from swedge.nn.slimmable import (DEFAULT_WIDTHS, SlimmableLinear, SwitchableBatc
                                  check_widths, set_width)
 
 
+# ModelConfig.extra's enumerated structure: one shared classifier or one per width; one switchable net or
+# (members="per-width") a separate one per width.
+CLASSIFIER_KINDS = ("shared", "per-width")
+MEMBER_KINDS = ("per-width",)
+
+
 @dataclass
 class ModelConfig:
     arch: str = "resnet18"
@@ -71,7 +77,7 @@ class SwitchableEmbedder(_WidthSwitch, nn.Module):
         # One classifier shared by every width (what makes the widths compatible), or a private one per width
         # (the `unified`/-S baselines): config.extra["classifier"] = "shared" | "per-width".
         kind = config.extra.get("classifier", "shared")
-        if kind not in ("shared", "per-width"):
+        if kind not in CLASSIFIER_KINDS:
             raise ValueError(f"unknown classifier kind {kind!r}: use 'shared' or 'per-width'")
         count = 1 if kind == "shared" else len(ws)
         heads = [nn.Linear(config.embedding_dim, config.num_classes, bias=False) for _ in range(count)]
