@@ -42,4 +42,5 @@ def abort_on_interrupt():
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if not interrupted():  # after a Ctrl-C, further ones are counted, not raised, until the process ends
+            signal.signal(signal.SIGINT, previous)

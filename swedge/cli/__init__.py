@@ -108,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _interrupted(say: str) -> int:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command is over: another Ctrl-C must not kill the exit
     print(f"{say} interrupted (Ctrl-C)", file=sys.stderr)
     return 130
 
