@@ -1,6 +1,7 @@
 """What the product writes, under hostile but fair use: --force never deletes an input or a foreign folder,
 one writer per output, unwritable outputs refused before the work, stale staging cleaned, Ctrl-C aborts."""
 
+import json
 import os
 import shutil
 import signal
@@ -288,3 +289,33 @@ def test_ctrl_c_mid_export_aborts_publishes_nothing_and_exits_130(presses, tiny_
     assert proc.returncode == 130 and "interrupted" in err.splitlines()[-1], err[-3000:]
     assert "Traceback" not in err and "terminate called" not in err and "C++" not in err, err[-3000:]
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+TRAIN = ["--input-size", "32x16", "--widths", "0.5,1.0", "--embedding-dim", "8", "--workers", "0", "--epochs", "4",
+         "--ids-per-batch", "4", "--images-per-id", "2", "--log-every", "1", "--quiet"]
+
+
+@pytest.mark.e2e
+def test_kill_9_mid_training_then_resume_finishes_and_nothing_looked_complete(tiny_market, tmp_path):
+    from swedge.checkpoint import load_checkpoint
+    from swedge.trainer import LOG_FILE, STATE_FILE
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "swedge", "train", "--data", str(tiny_market), "--out", str(run), *TRAIN]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def past_a_saved_epoch():  # a resume point exists and a later step was logged: the kill lands mid-run
+        return (run / STATE_FILE).is_file() and '"epoch": 2' in (run / LOG_FILE).read_text()
+
+    alive = _wait_for(past_a_saved_epoch, proc)
+    proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate()
+    assert alive, f"training ended (rc {proc.returncode}) before it could be killed: {err[-2000:]}"
+    assert proc.returncode == -signal.SIGKILL
+    done = load_checkpoint(run / "model.safetensors").meta["extra"]["epochs_done"]  # loads: never half-written
+    assert 1 <= done < 4  # the killed run's checkpoint does not claim to be the finished one
+    assert main(["train", "--data", str(tiny_market), "--out", str(run), *TRAIN, "--resume"]) == 0
+    assert load_checkpoint(run / "model.safetensors").meta["extra"]["epochs_done"] == 4
+    steps = [json.loads(line)["step"] for line in (run / LOG_FILE).read_text().splitlines()]
+    assert steps == list(range(1, len(steps) + 1))
+    assert not list(tmp_path.glob(".run.lock")) and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
