@@ -39,14 +39,14 @@ def _ckpt_in_run(tmp, ckpt, data, bundle):
     run = tmp / "run"
     run.mkdir()
     shutil.copy(ckpt, run / "model.safetensors")
-    return ["export", str(run / "model.safetensors"), "--out", str(run), "--probe", str(data), "--force"]
+    return ["export", str(run / "model.safetensors"), "--out", str(run), "--probe", str(data), "--force", *EXPORT]
 
 
 def _ckpt_in_bundle(tmp, ckpt, data, bundle):
     copy = tmp / "b"
     shutil.copytree(bundle, copy)
     shutil.copy(ckpt, copy / "model.safetensors")
-    return ["export", str(copy / "model.safetensors"), "--out", str(copy), "--probe", str(data), "--force"]
+    return ["export", str(copy / "model.safetensors"), "--out", str(copy), "--probe", str(data), "--force", *EXPORT]
 
 
 def _data_copy(tmp, data):
@@ -56,25 +56,26 @@ def _data_copy(tmp, data):
 
 def _calib_is_out(tmp, ckpt, data, bundle):
     d = _data_copy(tmp, data)
-    return ["export", str(ckpt), "--calib", str(d), "--out", str(d), "--force", *EXPORT[:4]]
+    return ["export", str(ckpt), "--calib", str(d), "--out", str(d), "--force", *EXPORT]
 
 
 def _probe_is_out(tmp, ckpt, data, bundle):
     d = _data_copy(tmp, data)
-    return ["export", str(ckpt), "--probe", str(d), "--out", str(d), "--force"]
+    return ["export", str(ckpt), "--probe", str(d), "--out", str(d), "--force", *EXPORT]
 
 
 def _link_to_data(tmp, ckpt, data, bundle):
     d = _data_copy(tmp, data)
     (tmp / "link").symlink_to(d)
-    return ["export", str(ckpt), "--probe", str(d), "--out", str(tmp / "link"), "--force"]
+    return ["export", str(ckpt), "--probe", str(d), "--out", str(tmp / "link"), "--force", *EXPORT]
 
 
 def _foreign(force):
     def build(tmp, ckpt, data, bundle):
         (tmp / "mine").mkdir()
         (tmp / "mine" / "thesis.tex").write_text("years of work")
-        return ["export", str(ckpt), "--probe", str(data), "--out", str(tmp / "mine"), *(["--force"] if force else [])]
+        return ["export", str(ckpt), "--probe", str(data), "--out", str(tmp / "mine"), *EXPORT,
+                *(["--force"] if force else [])]
     return build
 
 
@@ -82,13 +83,13 @@ def _staging_as_out(tmp, ckpt, data, bundle):  # a killed export's folder: no ma
     staging = tmp / ".b.partial-abcd1234"
     shutil.copytree(bundle, staging)
     (staging / MANIFEST).unlink()
-    return ["export", str(ckpt), "--probe", str(data), "--out", str(staging), "--force"]
+    return ["export", str(ckpt), "--probe", str(data), "--out", str(staging), "--force", *EXPORT]
 
 
 def _json_is_ckpt(tmp, ckpt, data, bundle):
     c = tmp / "model.safetensors"
     shutil.copy(ckpt, c)
-    return ["export", str(c), "--probe", str(data), "--out", str(tmp / "o"), "--json", str(c)]
+    return ["export", str(c), "--probe", str(data), "--out", str(tmp / "o"), "--json", str(c), *EXPORT]
 
 
 def _train_into_foreign(tmp, ckpt, data, bundle):
@@ -136,7 +137,8 @@ CASES = [
      "--json"),
     ("train-out-file", _out([*_TRAIN_ARGV, "--out", "{out}"], "file"), 2, "is a file, not a folder"),
     ("train-out-proc", _out([*_TRAIN_ARGV, "--out", "{out}"], "proc"), 2, "pseudo file system"),
-    ("demo-out-under-file", _out(["demo", "--out", "{out}", "--data", "{data}"], "under-file"), 2, "which is a file"),
+    ("demo-out-under-file", _out(["demo", "--out", "{out}", "--data", "{data}", "--epochs", "1", "--formats", "onnx"],
+                                 "under-file"), 2, "which is a file"),
     ("compare-out-file", _out(["compare", "--methods", "sfsc", "--data", "{data}", "--out", "{out}"], "file"), 2,
      "is a file"),
     ("data-synth-out-proc", _out(["data", "synth", "--out", "{out}"], "proc"), 2, "pseudo file system"),
