@@ -165,14 +165,21 @@ def test_hostile_output(build, code, message, tiny_checkpoint, tiny_market, made
     assert _tree(tmp_path) == before  # nothing created, nothing deleted (inputs included)
 
 
-def test_force_replaces_a_bundle_and_then_says_so_without_force(made_bundle, tiny_checkpoint, tiny_market, tmp_path,
-                                                                capsys):
-    copy = tmp_path / "b"
-    shutil.copytree(made_bundle, copy)
-    argv = ["export", str(tiny_checkpoint), "--probe", str(tiny_market), "--out", str(copy), *EXPORT]
+def test_force_replaces_a_bundle_and_removes_stale_staging_saying_so(made_bundle, tiny_checkpoint, tiny_market,
+                                                                    tmp_path, capsys):
+    out = tmp_path / "b"
+    shutil.copytree(made_bundle, out)
+    stale = [tmp_path / f"{staging_prefix(out)}k1ll3d_x", tmp_path / ".b.old-1700000000"]  # of killed exports
+    unrelated = [tmp_path / ".b.partial-mine", tmp_path / ".other.partial-abcd1234"]  # not this export's names
+    for d in stale + unrelated:
+        (d / "onnx").mkdir(parents=True)
+    argv = ["export", str(tiny_checkpoint), "--probe", str(tiny_market), "--out", str(out), *EXPORT]
     assert main(argv) == 2 and "already holds a bundle; pass --force" in capsys.readouterr().err
+    assert all(d.exists() for d in stale)  # a refused export removes nothing
     assert main([*argv, "--force"]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no lock, staging or old copy left beside it
+    err = capsys.readouterr().err
+    assert all(not d.exists() and f"removed {d}" in err for d in stale), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["b"] + [d.name for d in unrelated])  # no lock left
 
 
 def test_a_bundle_without_the_server_width_still_verifies(made_bundle, capsys):
@@ -208,18 +215,6 @@ def test_a_second_writer_fails_at_once_naming_the_first(argv, tiny_checkpoint, t
     err = capsys.readouterr().err
     assert rc == 2 and f"{out} is being written by swedge export (the first) (pid {os.getpid()})" in err, err
     assert seconds < 5 and not out.exists()
-
-
-def test_stale_staging_of_killed_exports_is_removed_and_said(tiny_checkpoint, tiny_market, tmp_path, capsys):
-    out = tmp_path / "o"
-    stale = [tmp_path / f"{staging_prefix(out)}k1ll3d_x", tmp_path / ".o.old-1700000000"]
-    unrelated = [tmp_path / ".o.partial-mine", tmp_path / ".other.partial-abcd1234"]  # not this export's names
-    for d in stale + unrelated:
-        (d / "onnx").mkdir(parents=True)
-    assert main(["export", str(tiny_checkpoint), "--probe", str(tiny_market), "--out", str(out), *EXPORT]) == 0
-    err = capsys.readouterr().err
-    assert all(not d.exists() and f"removed {d}" in err for d in stale), err
-    assert all(d.exists() for d in unrelated)
 
 
 def _ctrl_c_inside(original, swallow: bool):
