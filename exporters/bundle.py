@@ -129,6 +129,8 @@ def _parity(result_path: Path, entry: dict, probe: np.ndarray, reference: np.nda
 
 
 def _export_one(exporter, job: ExportJob, probe, reference) -> dict:
+    if interrupted():  # a Ctrl-C that a backend hid (swallowed, or as another exception): start nothing more
+        raise KeyboardInterrupt
     entry: dict = {"id": artifact_id(exporter.name, job.width, job.precision), "format": exporter.name,
                    "width": job.width, "precision": job.precision}
     t0 = time.perf_counter()
@@ -144,8 +146,6 @@ def _export_one(exporter, job: ExportJob, probe, reference) -> dict:
     except SwedgeError:
         raise
     except Exception as exc:  # a backend bug: record it, keep exporting the rest, exit non-zero at the end
-        if interrupted():  # Ctrl-C that came back from a backend as another exception: abort, don't record
-            raise KeyboardInterrupt from exc
         return {**entry, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
     seconds = time.perf_counter() - t0
     rel = res.path.relative_to(job.out.parents[1])
@@ -219,14 +219,14 @@ def _export_locked(plan: ExportPlan, progress: bool, on_artifact) -> dict:
                 bar.set_postfix_str(f"{fmt} w{w:g} {p}: checking the gate (--int8-repair)")
                 entry = repair(exporter, job, entry)
             shutil.rmtree(work, ignore_errors=True)
-            if interrupted():  # a Ctrl-C some backend swallowed whole
-                raise KeyboardInterrupt
             manifest["artifacts"].append(entry)
             if on_artifact:
                 on_artifact(entry)
         for d in staging.iterdir():  # formats that produced nothing leave no empty folder behind
             if d.is_dir() and not any(d.iterdir()):
                 d.rmdir()
+        if interrupted():  # ... or hid it during the last artifact: publish nothing
+            raise KeyboardInterrupt
         atomic_write_json(staging / MANIFEST, manifest)
         _publish(staging, out)
     except BaseException:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from swedge.cli import main
+from swedge.exporters import load_exporters
 from swedge.exporters.base import EXPORTERS
 from swedge.io import umask
 from swedge.outputs import exclusive, staging_prefix
@@ -217,15 +218,18 @@ def test_a_second_writer_fails_at_once_naming_the_first(argv, tiny_checkpoint, t
     assert seconds < 5 and not out.exists()
 
 
-def _ctrl_c_inside(original, swallow: bool):
-    """An exporter whose backend gets Ctrl-C mid-export and hides it: wrapped as a RuntimeError, or swallowed."""
+def _ctrl_c_inside(original, swallow: bool, at: int, calls: list):
+    """An exporter whose backend gets Ctrl-C in its ``at``-th export and hides it: wrapped as a RuntimeError
+    (recorded as a failed artifact before), or swallowed (the export went on as if nothing happened)."""
     def export(self, job):
-        try:
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(1)  # the handler runs here
-        except KeyboardInterrupt as exc:
-            if not swallow:
-                raise RuntimeError("converter aborted") from exc
+        calls.append(job.precision)
+        if len(calls) == at:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)  # the handler runs here
+            except KeyboardInterrupt as exc:
+                if not swallow:
+                    raise RuntimeError("converter aborted") from exc
         return original(self, job)
     return export
 
@@ -238,15 +242,19 @@ def sigint_restored():
     signal.signal(signal.SIGINT, handler)
 
 
-@pytest.mark.parametrize("swallow", [False, True], ids=["wrapped", "swallowed"])
-def test_ctrl_c_hidden_by_a_backend_still_aborts(swallow, tiny_checkpoint, tiny_market, tmp_path, capsys, monkeypatch,
-                                                 sigint_restored):
-    cls = EXPORTERS.get("onnx")
-    monkeypatch.setattr(cls, "export", _ctrl_c_inside(cls.export, swallow))
+@pytest.mark.parametrize("swallow, at", [(False, 1), (True, 1), (True, 2)],
+                         ids=["wrapped-in-first", "swallowed-in-first", "swallowed-in-last"])
+def test_ctrl_c_hidden_by_a_backend_still_aborts(swallow, at, tiny_checkpoint, tiny_market, tmp_path, capsys,
+                                                 monkeypatch, sigint_restored):
+    load_exporters()
+    cls, calls = EXPORTERS.get("onnx"), []
+    monkeypatch.setattr(cls, "export", _ctrl_c_inside(cls.export, swallow, at, calls))
     out = tmp_path / "o"
-    rc = main(["export", str(tiny_checkpoint), "--probe", str(tiny_market), "--out", str(out), *EXPORT])
+    rc = main(["export", str(tiny_checkpoint), "--probe", str(tiny_market), "--out", str(out), *EXPORT,
+               "--precisions", "fp32,fp16"])
     err = capsys.readouterr().err
     assert rc == 130 and "interrupted" in err and "Traceback" not in err, err
+    assert len(calls) == at  # nothing more was exported after the Ctrl-C
     assert list(tmp_path.iterdir()) == []  # nothing published, staging and lock removed
 
 
