@@ -324,3 +324,20 @@ def test_kill_9_mid_training_then_resume_finishes_and_nothing_looked_complete(ti
     steps = [json.loads(line)["step"] for line in (run / LOG_FILE).read_text().splitlines()]
     assert steps == list(range(1, len(steps) + 1))
     assert not list(tmp_path.glob(".run.lock")) and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+@pytest.mark.e2e
+def test_two_real_exports_to_one_out_the_second_fails_at_once(tiny_checkpoint, tiny_market, tmp_path):
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "swedge", "export", str(tiny_checkpoint), "--out", str(out), "--probe",
+           str(tiny_market), *EXPORT]
+    # the first exports all four widths: busy long enough for the second to start up and reach the lock
+    first = subprocess.Popen([*cmd, "--widths", "0.25,0.5,0.75,1.0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    writing = _wait_for(lambda: list(tmp_path.glob(".o.partial-*")), first)  # the first holds --out now
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    first_alive = first.poll() is None
+    _, first_err = first.communicate(timeout=300)
+    assert writing and first_alive, f"the first export was not mid-export: {first_err[-2000:]}"
+    assert first.returncode == 0, first_err[-2000:]
+    assert second.returncode == 2 and f"is being written by swedge export (pid {first.pid})" in second.stderr
+    assert read_manifest(out).artifacts[0]["status"] == "ok"
