@@ -66,7 +66,8 @@ def check_writable(path: str | os.PathLike, flag: str, *, folder: bool) -> None:
 
 def check_replace(out: Path, *, what: str, marker: str, is_ours, force: bool, inputs: dict[str, Path]) -> None:
     """``out`` may be created, or replaced with ``force`` if ``is_ours(out)`` and it holds none of ``inputs``
-    (flag -> path); ``marker`` says how one is recognised. An empty folder counts as absent. The refusal suggests --force only where it is allowed."""
+    (flag -> path); ``marker`` says how one is recognised. An empty folder counts as absent. The refusal
+    suggests --force only where it is allowed."""
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return
     real = out.resolve()
@@ -75,8 +76,8 @@ def check_replace(out: Path, *, what: str, marker: str, is_ours, force: bool, in
             raise SwedgeError(f"--out {out} holds the input {flag} {path}: replacing it would delete that input; "
                               "choose another --out")
     if not is_ours(out):
-        raise SwedgeError(f"--out {out} already exists and is not {what} ({marker}): swedge replaces only its own folders "
-                          "(even with --force); choose another --out, or empty it yourself")
+        raise SwedgeError(f"--out {out} already exists and is not {what} ({marker}): swedge replaces only its own "
+                          "folders (even with --force); choose another --out, or empty it yourself")
     if not force:
         raise SwedgeError(f"{out} already holds {what}; pass --force to replace it, or choose another --out")
 
@@ -131,7 +132,7 @@ def remove_stale_staging(out: Path) -> list[Path]:
     out = Path(out).absolute()
     name = re.escape(out.name)
     pattern = re.compile(rf"\.{name}({re.escape(STAGING)}[A-Za-z0-9_]{{8}}|{re.escape(ASIDE)}\d+)")
-    removed = []
+    removed: list[Path] = []
     if not out.parent.is_dir():
         return removed
     for p in sorted(out.parent.iterdir()):

@@ -332,7 +332,8 @@ def test_two_real_exports_to_one_out_the_second_fails_at_once(tiny_checkpoint, t
     cmd = [sys.executable, "-m", "swedge", "export", str(tiny_checkpoint), "--out", str(out), "--probe",
            str(tiny_market), *EXPORT]
     # the first exports all four widths: busy long enough for the second to start up and reach the lock
-    first = subprocess.Popen([*cmd, "--widths", "0.25,0.5,0.75,1.0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen([*cmd, "--widths", "0.25,0.5,0.75,1.0"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
     writing = _wait_for(lambda: list(tmp_path.glob(".o.partial-*")), first)  # the first holds --out now
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     first_alive = first.poll() is None
