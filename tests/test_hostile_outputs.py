@@ -98,6 +98,17 @@ def _train_into_foreign(tmp, ckpt, data, bundle):
     return ["train", "--data", str(data), "--out", str(tmp / "mine"), "--force"]
 
 
+def _demo_into_foreign(tmp, ckpt, data, bundle):
+    _foreign(False)(tmp, ckpt, data, bundle)
+    return ["demo", "--out", str(tmp / "mine"), "--data", str(data), "--epochs", "1", "--formats", "onnx"]
+
+
+def _demo_data_is_its_bundle(tmp, ckpt, data, bundle):  # the demo's export stage would replace its own data
+    shutil.copytree(data, tmp / "demo" / "bundle")
+    return ["demo", "--out", str(tmp / "demo"), "--data", str(tmp / "demo" / "bundle"), "--epochs", "1",
+            "--formats", "onnx"]
+
+
 def _a_file(tmp):
     (tmp / "f").write_text("x")
     return tmp / "f"
@@ -128,6 +139,8 @@ CASES = [
     ("train-out-is-data", lambda t, c, d, b: ["train", "--data", str(_data_copy(t, d)), "--out", str(t / "data"),
                                               "--force"], 2, "holds the training data --data"),
     ("train-force-foreign-folder", _train_into_foreign, 2, "is not a training run"),
+    ("demo-foreign-folder", _demo_into_foreign, 2, "is not a demo run folder"),
+    ("demo-data-is-its-bundle", _demo_data_is_its_bundle, 2, "holds the input --calib"),
     # output paths: refused before the work, naming the path
     ("export-out-file", _out([*_EXPORT_ARGV, "--out", "{out}"], "file"), 2, "is a file, not a folder"),
     ("export-out-under-file", _out([*_EXPORT_ARGV, "--out", "{out}"], "under-file"), 2, "which is a file"),
