@@ -8,6 +8,7 @@ leaves a folder that looks like (or verifies as) a bundle.
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,9 @@ from swedge import __version__
 from swedge.errors import SwedgeError
 from swedge.exporters.base import EXPORTERS, INPUT_NAME, OUTPUT_NAME, ExportJob, ExportSkipped, version_of
 from swedge.exporters.probe import DEFAULT_PROBE_IMAGES, build_probe, reference_features, save_npy, save_npz
-from swedge.io import atomic_write_json
+from swedge.interrupts import abort_on_interrupt, interrupted
+from swedge.io import atomic_write_json, umask
+from swedge.outputs import check_replace, check_writable, exclusive, remove_stale_staging, staging_prefix
 from swedge.runtimes.manifest import (MANIFEST, PRECISIONS, SCHEMA, SCHEMA_VERSION, artifact_id, tree_bytes,
                                       tree_sha256)
 
@@ -65,11 +68,29 @@ def validate_plan(plan: ExportPlan) -> None:
     if plan.probe is None and plan.calib is None:
         raise SwedgeError("a probe set is needed for the bundle's reference features: pass --probe DATA "
                           "(a Market-1501 folder; its query + bounding_box_test splits are used)")
-    out = plan.out
-    if out.exists() and not plan.force:
-        what = "a bundle" if (out / MANIFEST).exists() else "files"
-        if out.is_file() or any(out.iterdir()):
-            raise SwedgeError(f"{out} already holds {what}; pass --force to replace it, or choose another --out")
+    check_out(plan)
+
+
+def plan_inputs(plan: ExportPlan) -> dict:
+    """The export's inputs (flag -> path): --force must never delete them, no output may overwrite them."""
+    return {"CHECKPOINT": plan.checkpoint, "--calib": plan.calib, "--probe": plan.probe}
+
+
+def is_bundle(path: Path) -> bool:
+    """A folder swedge exported: its manifest.json has the bundle schema (a killed export's has none)."""
+    import json
+
+    try:
+        return json.loads((path / MANIFEST).read_text()).get("schema") == SCHEMA
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return False
+
+
+def check_out(plan: ExportPlan) -> None:
+    """--out can be written and, if it exists, may be replaced (see swedge.outputs)."""
+    check_writable(plan.out, "--out", folder=True)
+    check_replace(plan.out, what="a bundle", marker=f"no {MANIFEST} of schema {SCHEMA}", is_ours=is_bundle,
+                  force=plan.force, inputs=plan_inputs(plan))
 
 
 def _calibration(plan: ExportPlan, preprocess, progress: bool):
@@ -108,6 +129,8 @@ def _parity(result_path: Path, entry: dict, probe: np.ndarray, reference: np.nda
 
 
 def _export_one(exporter, job: ExportJob, probe, reference) -> dict:
+    if interrupted():  # a Ctrl-C that a backend hid (swallowed, or as another exception): start nothing more
+        raise KeyboardInterrupt
     entry: dict = {"id": artifact_id(exporter.name, job.width, job.precision), "format": exporter.name,
                    "width": job.width, "precision": job.precision}
     t0 = time.perf_counter()
@@ -134,8 +157,18 @@ def _export_one(exporter, job: ExportJob, probe, reference) -> dict:
 
 
 def export_bundle(plan: ExportPlan, *, progress: bool = True, on_artifact=None) -> dict:
-    """Write the bundle; returns the manifest. ``on_artifact(entry)`` is called after each artifact."""
+    """Write the bundle; returns the manifest. ``on_artifact(entry)`` is called after each artifact.
+
+    One export per --out at a time (a lock beside it); Ctrl-C aborts and publishes nothing."""
     validate_plan(plan)
+    with exclusive(plan.out, "swedge export"), abort_on_interrupt():
+        check_out(plan)  # again under the lock: another export may have published there meanwhile
+        for p in remove_stale_staging(plan.out):
+            print(f"export: removed {p}, left by an export that was killed", file=sys.stderr)
+        return _export_locked(plan, progress, on_artifact)
+
+
+def _export_locked(plan: ExportPlan, progress: bool, on_artifact) -> dict:
     from tqdm import tqdm
 
     from swedge.checkpoint import load_checkpoint
@@ -144,6 +177,7 @@ def export_bundle(plan: ExportPlan, *, progress: bool = True, on_artifact=None) 
 
     ckpt = load_checkpoint(plan.checkpoint, widths=plan.widths)
     widths = sorted(float(w) for w in (plan.widths or ckpt.widths))
+    server = max(ckpt.widths)  # its reference is always stored: verify compares every width against it
     preprocess = Preprocess.from_dict(ckpt.preprocess)
     calibration = _calibration(plan, preprocess, progress)
     probe_inputs, labels = build_probe(plan.probe or plan.calib, preprocess, max_images=plan.probe_size,
@@ -151,7 +185,7 @@ def export_bundle(plan: ExportPlan, *, progress: bool = True, on_artifact=None) 
 
     out = plan.out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    staging = Path(tempfile.mkdtemp(prefix=staging_prefix(out), dir=out.parent))
     try:
         manifest = _manifest_head(ckpt, widths, preprocess, calibration, plan)
         manifest["probe"] = {"inputs": "probe/inputs.npy", "labels": "probe/labels.npz",
@@ -160,7 +194,7 @@ def export_bundle(plan: ExportPlan, *, progress: bool = True, on_artifact=None) 
                              "count": int(len(probe_inputs)), "queries": int(labels["is_query"].sum()),
                              "source": str(plan.probe or plan.calib)}
         modules, references = {}, {}
-        for w in widths:
+        for w in sorted({*widths, server}):
             modules[w] = slice_model(ckpt.model, w).eval()
             references[w] = reference_features(modules[w], probe_inputs)
             rel = f"reference/w{w:g}.npy"
@@ -191,6 +225,8 @@ def export_bundle(plan: ExportPlan, *, progress: bool = True, on_artifact=None) 
         for d in staging.iterdir():  # formats that produced nothing leave no empty folder behind
             if d.is_dir() and not any(d.iterdir()):
                 d.rmdir()
+        if interrupted():  # ... or hid it during the last artifact: publish nothing
+            raise KeyboardInterrupt
         atomic_write_json(staging / MANIFEST, manifest)
         _publish(staging, out)
     except BaseException:
@@ -275,6 +311,7 @@ def _artifact_metadata(manifest: dict, width: float, precision: str) -> dict:
 def _publish(staging: Path, out: Path) -> None:
     """Rename the finished staging folder into place; an old bundle (``--force``) is moved aside first and
     removed only after the new one is in place."""
+    staging.chmod(0o777 & ~umask())  # mkdtemp made it 0700: publish with the usual permissions
     old = None
     if out.exists():
         old = out.with_name(f".{out.name}.old-{int(time.time())}")

@@ -32,6 +32,7 @@ from swedge.nn.model import ModelConfig, build_model
 from swedge.train_config import LATER_FIELDS, TrainConfig, check_config, lr_factor
 
 CKPT_FILE, LOG_FILE, STATE_FILE = "model.safetensors", "train_log.jsonl", "trainer_state.pt"
+RUN_FILES = (CKPT_FILE, LOG_FILE, STATE_FILE)  # a folder holding any of them is a run (--force may replace it)
 STATE_FORMAT = 1
 # Train-log fields about the machine (how long, how contended), not about what was learned: they differ between
 # otherwise identical runs.

@@ -129,6 +129,11 @@ def test_a_killed_export_leaves_nothing_that_looks_like_a_bundle(tiny_checkpoint
     assert rc == 1
     assert "is not a swedge bundle" in cap.out + cap.err
     assert "an export was interrupted: this is a staging folder" in cap.out + cap.err
+    # the rerun works, removes the dead export's staging folder (saying so) and leaves one complete bundle
+    assert main(cmd[3:] + ["--widths", "0.25", "--precisions", "fp32", "--quiet"]) == 0
+    assert f"removed {staging}" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["killed"]
+    assert main(["verify", str(out), "--quiet"]) == 0
 
 
 def test_export_cli_prints_a_summary_table(tiny_checkpoint, tiny_market, tmp_path, capsys):

@@ -54,22 +54,65 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Output options of every sub-command (dest -> is a folder), checked before the command's work starts.
+OUTPUT_OPTIONS = {"out": True, "report": True, "json": False, "junit": False}
+
+
+def preflight(args) -> None:
+    """Every output path given can be written: one line now, not a traceback after the long work."""
+    from swedge.outputs import check_writable
+
+    for dest, folder in OUTPUT_OPTIONS.items():
+        if getattr(args, dest, None):
+            check_writable(getattr(args, dest), f"--{dest}", folder=folder)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from swedge import interrupts
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    interrupts.reset()
+    say = f"swedge {args.command}:"
     try:
+        preflight(args)
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return _interrupted(say)
     except SwedgeError as exc:
         if args.debug:
             raise
-        print(f"swedge {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{say} error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"swedge {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except OSError as exc:  # the last resort for the environment (disk full, a path that vanished): one line
+        if interrupts.interrupted():
+            return _interrupted(say)
+        if args.debug:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"{say} error: {exc.strerror or exc}{where} (add --debug for a traceback)", file=sys.stderr)
+        return 2
+    except MemoryError:
+        if args.debug:
+            raise
+        print(f"{say} error: out of memory; use smaller inputs or a machine with more memory (add --debug for a "
+              "traceback)", file=sys.stderr)
+        return 2
+    except Exception:  # re-raised unless it is a Ctrl-C that a backend turned into another exception
+        if args.debug or not interrupts.interrupted():
+            raise
+        return _interrupted(say)
+
+
+def _interrupted(say: str) -> int:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command is over: another Ctrl-C must not kill the exit
+    print(f"{say} interrupted (Ctrl-C)", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -57,6 +57,22 @@ def run(args) -> int:
         cfg.formats = args.formats
     if args.precisions:
         cfg.precisions = args.precisions
-    result = run_demo(cfg)
+    from swedge.outputs import exclusive
+
+    _check_demo_folder(cfg.out)
+    with exclusive(cfg.out, "swedge demo"):
+        result = run_demo(cfg)
     print(f"\ndemo: {verdict_line(result['gate'])}")
     return 0 if result["gate"]["passed"] else 1
+
+
+DEMO_MARKERS = ("summary.json", "train", "bundle", "eval.json")  # what a demo run folder holds
+
+
+def _check_demo_folder(out) -> None:
+    """The demo replaces its own stages' outputs in --out: refuse a folder that is not a demo run."""
+    from swedge.errors import SwedgeError
+
+    if out.is_dir() and any(out.iterdir()) and not any((out / m).exists() for m in DEMO_MARKERS):
+        raise SwedgeError(f"--out {out} already exists and is not a demo run folder (it holds none of "
+                          f"{', '.join(DEMO_MARKERS)}): choose another --out, or empty it yourself")

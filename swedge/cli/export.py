@@ -59,7 +59,8 @@ def register(sub) -> None:
                    "(1, 2, 4, ...), until it passes; ONNX, TRT-ready ONNX and OpenVINO. The kept layers and the "
                    "ΔmAP before / after are in the manifest and the summary")
     p.add_argument("--max-batch", type=int, default=64, help="largest batch of the dynamic batch dimension")
-    p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle at --out (only a swedge "
+                   "bundle, and never one holding an input of this export)")
     p.add_argument("--json", default=None, help="also write the export summary as JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -109,8 +110,9 @@ def format_summary(manifest: dict) -> str:
 def run(args) -> int:
     from pathlib import Path
 
-    from swedge.exporters.bundle import ExportPlan, export_bundle
+    from swedge.exporters.bundle import ExportPlan, export_bundle, plan_inputs
     from swedge.io import atomic_write_json
+    from swedge.outputs import check_not_an_input
 
     precisions = args.precisions or (["fp32", "fp16", "int8"] if args.calib else ["fp32", "fp16"])
     plan = ExportPlan(checkpoint=Path(args.checkpoint), out=Path(args.out), formats=args.formats,
@@ -118,6 +120,7 @@ def run(args) -> int:
                       calib=Path(args.calib) if args.calib else None, calib_size=args.calib_size,
                       probe=Path(args.probe) if args.probe else None, probe_size=args.probe_size,
                       max_batch=args.max_batch, force=args.force, int8_repair=args.int8_repair)
+    check_not_an_input(args.json, "--json", plan_inputs(plan))
     manifest = export_bundle(plan, progress=not args.quiet)
     print(format_summary(manifest))
     counts = {s: sum(a["status"] == s for a in manifest["artifacts"]) for s in ("ok", "skipped", "failed")}
