@@ -2,8 +2,9 @@
 
 Measured on the project's 2-core machine: with a second job on the cores, a training step ran 5-20x slower,
 because PyTorch's OpenMP threads spin at every barrier while a sibling thread is descheduled
-(`benchmarks/bench_step.py`). The remedy is the user's to choose (stop the other job, or OMP_WAIT_POLICY=PASSIVE,
-which must be set before torch starts), so the trainer only measures and says so, once.
+(`benchmarks/bench_step.py`, `benchmarks/bench_contention.py`). swedge's commands therefore default to
+OMP_WAIT_POLICY=PASSIVE when other processes are running as they start (swedge/omp_policy.py); the trainer
+measures the wait and says so, once, naming the policy.
 """
 
 from __future__ import annotations
@@ -50,6 +51,6 @@ class ContentionWatch:
         msg = (f"warning: other processes are holding the CPU cores (this run's threads waited {share:.2f} s per "
                "second for a core since the last log line); training slows down accordingly.")
         if os.environ.get("OMP_WAIT_POLICY", "").lower() != "passive":
-            msg += (" With OpenMP threads spinning (the default) a shared CPU made steps 5-20x slower here: stop "
-                    "the other jobs, or start this run with OMP_WAIT_POLICY=PASSIVE.")
+            msg += (" OpenMP threads spin here (OMP_WAIT_POLICY is not PASSIVE), which made steps 5-20x slower on "
+                    "a shared CPU: stop the other jobs, or start this run with --omp-wait-policy passive.")
         return msg

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from swedge import omp_policy
 from swedge.errors import SwedgeError
 
 # name -> module under swedge.cli; the order is the order shown by --help.
@@ -48,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--omp-wait-policy", choices=omp_policy.CHOICES, default=None,
+                        help="OpenMP threads between parallel regions: sleep (passive: best when other jobs share "
+                             "the CPU), spin (active), or auto (the default unless OMP_WAIT_POLICY is set: passive "
+                             "when other processes are running at start, else libgomp's spin-then-sleep); see "
+                             "README, 'A shared CPU'")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in SUBCOMMANDS.values():
         importlib.import_module(module).register(sub)
@@ -70,6 +76,7 @@ def preflight(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     from swedge import interrupts
 
+    _apply_omp_policy(argv)  # first: building the parser imports the methods, and with them torch
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -105,6 +112,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug or not interrupts.interrupted():
             raise
         return _interrupted(say)
+
+
+def _apply_omp_policy(argv: list[str] | None) -> None:
+    """Set OMP_WAIT_POLICY from --omp-wait-policy (else the environment's, else auto) before torch loads; the
+    full parser checks the value's spelling afterwards. A policy chosen because the CPU is shared is said."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--omp-wait-policy", default=None)
+    known, _ = pre.parse_known_args(argv)
+    policy, why = omp_policy.apply(known.omp_wait_policy if known.omp_wait_policy in omp_policy.CHOICES else None)
+    if why.startswith("auto") and policy == "passive":
+        print(f"swedge: note: OpenMP threads will sleep between parallel regions ({why}; "
+              "--omp-wait-policy active to spin)", file=sys.stderr)
 
 
 def _interrupted(say: str) -> int:
