@@ -102,6 +102,8 @@ def check_manifest(m: dict) -> None:
         _path(_get(p, key, f"probe.{key}"), f"probe.{key}")
         _sha256(_get(p, f"{key}_sha256", f"probe.{key}_sha256"), f"probe.{key}_sha256")
 
+    # The server width's reference is stored even when that width is not exported (verify's cross-test needs it).
+    server = _width(m.get("server_width", max(widths)), "server_width")
     refs = m["references"]
     if not refs:
         raise FieldProblem("references", "is empty: the bundle has no reference features")
@@ -111,14 +113,15 @@ def check_manifest(m: dict) -> None:
             w = float(key)
         except ValueError:
             raise FieldProblem("references", f"has key {key!r}, which is not a width") from None
-        if w not in widths:
-            raise FieldProblem(field, f"is a width the manifest does not list in 'checkpoint.widths' "
-                               f"({sorted(widths)})")
+        if w not in widths | {server}:
+            raise FieldProblem(field, f"is a width the manifest lists neither in 'checkpoint.widths' "
+                               f"({sorted(widths)}) nor as 'server_width' ({server:g})")
         if not isinstance(r, dict):
             raise FieldProblem(field, f"must be an object with 'path' and 'sha256', got {r!r}")
         _path(_get(r, "path", f"{field}.path"), f"{field}.path")
         _sha256(_get(r, "sha256", f"{field}.sha256"), f"{field}.sha256")
-    _width(m.get("server_width", max(widths)), "server_width")  # its reference is verify's need: load_references
+    if server not in {float(k) for k in refs}:
+        raise FieldProblem("server_width", f"is {server:g}, but 'references' has no features of that width")
     _check_artifacts(m["artifacts"], {float(k) for k in refs})
 
 

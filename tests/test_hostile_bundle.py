@@ -112,6 +112,16 @@ def no_match(d):  # gallery ids disjoint from the query ids: no query can be sco
     d["pids"] = np.where(d["is_query"], d["pids"], d["pids"] + 1000)
 
 
+def tamper(rel):
+    """Flip one byte in the middle of ``rel`` without re-listing its sha256 (a fresh file: copies are linked)."""
+    def edit(root, old):
+        data = bytearray((root / rel).read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (root / rel).unlink()
+        (root / rel).write_bytes(bytes(data))
+    return edit
+
+
 def truncated_npy(a):
     """The same header, half the rows of data."""
     import io
@@ -280,7 +290,14 @@ CASES = [
     ("artifact-repair-string", art(0, repair="x"), V, 1, "malformed 'repair' record"),
     ("bench-checkpoint-path-missing", _del("checkpoint.path"), [*BENCH[:-1]], 2, "'checkpoint.path'"),
     ("device-widths-missing", _del("checkpoint.widths"), DEV, 1, "'checkpoint.widths'"),
+    ("schema-version-newer", _set("schema_version", 99), V, 1, "schema"),
+    ("artifact-tampered", tamper("onnx/w0.5-fp32.onnx"), V, 1, "sha256"),
+    ("device-artifact-tampered", tamper("onnx/w1-fp32.onnx"), DEV, 1, "sha256"),
     # -- probe -----------------------------------------------------------------------------------------
+    ("probe-nan", npy(INPUTS, lambda a: np.where(np.arange(len(a))[:, None, None, None] == 2, np.nan, a)
+                      .astype(np.float32)), V, 1, "probe/inputs.npy"),
+    ("probe-inf", npy(INPUTS, lambda a: np.where(np.arange(len(a))[:, None, None, None] == 2, np.inf, a)
+                      .astype(np.float32)), DEV, 1, "probe/inputs.npy"),
     ("probe-int8", npy(INPUTS, lambda a: a.astype(np.int8)), V, 1, "probe/inputs.npy"),
     ("probe-uint8", npy(INPUTS, lambda a: a.astype(np.uint8)), V, 1, "float32"),
     ("probe-float64", npy(INPUTS, lambda a: a.astype(np.float64)), V, 1, "probe/inputs.npy"),
