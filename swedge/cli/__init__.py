@@ -116,14 +116,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _apply_omp_policy(argv: list[str] | None) -> None:
     """Set OMP_WAIT_POLICY from --omp-wait-policy (else the environment's, else auto) before torch loads; the
-    full parser checks the value's spelling afterwards. A policy chosen because the CPU is shared is said."""
+    full parser checks the value's spelling afterwards. Silent: the trainer's contention warning names it."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--omp-wait-policy", default=None)
     known, _ = pre.parse_known_args(argv)
-    policy, why = omp_policy.apply(known.omp_wait_policy if known.omp_wait_policy in omp_policy.CHOICES else None)
-    if why.startswith("auto") and policy == "passive":
-        print(f"swedge: note: OpenMP threads will sleep between parallel regions ({why}; "
-              "--omp-wait-policy active to spin)", file=sys.stderr)
+    omp_policy.apply(known.omp_wait_policy if known.omp_wait_policy in omp_policy.CHOICES else None)
 
 
 def _interrupted(say: str) -> int:
