@@ -22,12 +22,13 @@ demo: $(STAMP)
 	$(BIN)/swedge demo --data $(DATA) --out $(RUN)
 
 # The default lane (<= 10 min on a 2-core CPU); --durations names the slowest tests in every run.
+# Two workers, one file each at a time, one torch thread each: alone the suite kept one of the two cores busy.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not e2e" --durations=15
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not e2e" -n 2 --dist loadfile --durations=15
 
 # The end-to-end gate lane: a trained model through every format x precision, verify, bench, device verify.
 test-e2e: $(STAMP)
-	$(BIN)/python -m pytest -q -m e2e --timeout=1800 --durations=15
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m e2e -n 2 --dist loadfile --timeout=1800 --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_metrics.py
