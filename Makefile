@@ -27,8 +27,9 @@ test: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not e2e" -n 2 --dist loadfile --durations=15
 
 # The end-to-end gate lane: a trained model through every format x precision, verify, bench, device verify.
+# One process, two torch threads: the model it trains (and so its int8 margins) depends on the thread count.
 test-e2e: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m e2e -n 2 --dist loadfile --timeout=1800 --durations=15
+	$(BIN)/python -m pytest -q -m e2e --timeout=1800 --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_metrics.py
