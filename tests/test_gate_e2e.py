@@ -94,7 +94,10 @@ def bundle(checkpoint, data, work):
     with timed("export"):
         rc = main(["export", str(checkpoint), "--calib", str(data), "--probe", str(data), "--out", str(out),
                    "--formats", ",".join(FORMATS), "--widths", ",".join(f"{w:g}" for w in WIDTHS),
-                   "--precisions", ",".join(PRECISIONS), "--quiet", "--json", str(work / "export.json")])
+                   "--precisions", ",".join(PRECISIONS), "--quiet", "--json", str(work / "export.json"),
+                   # the product's answer to an int8 file that misses the gate (this small model's TRT-ready w1
+                   # int8 misses it by ~0.5 mAP points as exported plainly); a passing one is left as it is
+                   "--int8-repair"])
     return out, rc
 
 
