@@ -14,7 +14,7 @@ from swedge.errors import SwedgeError
 from swedge.nn.slimmable import DEFAULT_WIDTHS
 
 # TrainConfig fields added after runs were already recorded, with the value those runs used.
-LATER_FIELDS = {"optimizer": "adam", "schedule": "cosine", "decay_epochs": [], "decay_rate": 0.1}
+LATER_FIELDS = {"optimizer": "adam", "schedule": "cosine", "decay_epochs": [], "decay_rate": 0.1, "grad_clip": 10.0}
 # "adam": weight decay is L2 added to the gradient (the seed's recipe), so it is rescaled by Adam's
 # normaliser and weighs more where a method's gradient is smaller (e.g. sfsc's mean over widths).
 # "adamw": decoupled weight decay (Loshchilov & Hutter), independent of the gradient's scale.
@@ -45,7 +45,7 @@ class TrainConfig:
     schedule: str = "cosine"  # see SCHEDULES
     decay_epochs: tuple[float, ...] = ()  # step schedule; () = half and three quarters of the epochs
     decay_rate: float = 0.1
-    grad_clip: float = 10.0
+    grad_clip: float = 10.0  # max total gradient norm per step; 0 = no clipping (`--grad-clip off`)
     seed: int = 0
     workers: int = 2
     imagenet: bool = False
@@ -91,13 +91,26 @@ def check_config(cfg: TrainConfig) -> None:
     need(all(0 < e < cfg.epochs for e in cfg.decay_epochs) and list(cfg.decay_epochs) == sorted(cfg.decay_epochs),
          f"--decay-epochs must be ascending epochs inside (0, --epochs={cfg.epochs}), got {list(cfg.decay_epochs)}")
     need(0 < cfg.decay_rate <= 1, f"--decay-rate must lie in (0, 1], got {cfg.decay_rate}")
-    need(cfg.grad_clip > 0, f"grad_clip must be > 0, got {cfg.grad_clip}")
+    need(cfg.grad_clip >= 0, f"--grad-clip must be > 0, or 0 / off for no clipping, got {cfg.grad_clip}")
     need(cfg.workers >= 0, f"--workers must be >= 0 (0 loads data in the training process), got {cfg.workers}")
     need(cfg.amp in AMP_MODES, f"unknown --amp '{cfg.amp}': choose one of {', '.join(AMP_MODES)}")
     need(cfg.log_every >= 1, f"--log-every must be >= 1, got {cfg.log_every}")
     need(cfg.batch_shards >= 1, f"--batch-shards must be >= 1, got {cfg.batch_shards}")
     need(cfg.max_steps >= 0, f"--max-steps must be >= 0 (0 = train all epochs), got {cfg.max_steps}")
     check_device(cfg.device)
+
+
+def parse_grad_clip(text: str) -> float:
+    """``--grad-clip``: a max norm > 0, or ``off`` / 0 (no clipping, stored as 0.0)."""
+    if text.strip().lower() in ("off", "none", "0", "0.0"):
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        raise SwedgeError(f"--grad-clip needs a number > 0 or 'off', got '{text}'") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise SwedgeError(f"--grad-clip needs a number > 0 or 'off', got '{text}'")
+    return value
 
 
 def check_device(device: str) -> None:

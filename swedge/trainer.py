@@ -280,6 +280,7 @@ class _Run:
         bar = tqdm(total=self.total, initial=step, desc=f"train {cfg.method}", unit="step", dynamic_ncols=True,
                    disable=not (progress and self.world.main))
         log = self._open_log(step) if self.world.main else None
+        clip = GradClip(cfg.grad_clip)
         watch = ContentionWatch() if self.device_type == "cpu" and self.world.main else None
         try:
             for phase in range(phase0, len(self.phases)):
@@ -300,7 +301,7 @@ class _Run:
                                           phase)
                         logs = self.method.train_step(model, images, labels, ctx)
                         self.scaler.unscale_(optimizer)
-                        torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+                        clip.step(self.params)
                         self.scaler.step(optimizer)
                         self.scaler.update()
                         scheduler.step()
@@ -311,7 +312,7 @@ class _Run:
                             logs = distributed.mean_over_ranks(logs, self.world, cfg.device)
                             record = {"step": step, "phase": phase, "epoch": epoch + 1,
                                       "lr": scheduler.get_last_lr()[0],
-                                      "elapsed_s": round(time.time() - started, 2), **logs}
+                                      "elapsed_s": round(time.time() - started, 2), **logs, **clip.read()}
                             if self.device_type == "cuda":
                                 peak = torch.cuda.max_memory_allocated(cfg.device)
                                 record["peak_mem_gib"] = round(peak / 2**30, 3)
@@ -367,6 +368,32 @@ class _Run:
     def _to_device(self, images):
         images = images.to(self.cfg.device, non_blocking=True)
         return images.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else images
+
+
+class GradClip:
+    """Clips each step's total gradient norm to ``max_norm`` (0 = never) and counts, on the device (no host
+    sync per step), the steps that were clipped. ``read()`` at each log record: the pre-clip total norm of
+    the last step (``grad_norm``), whether it was clipped (``clipped``, 0/1) and how many of the steps since
+    the previous record were (``clipped_steps`` of ``clip_steps``)."""
+
+    def __init__(self, max_norm: float):
+        self.max_norm = max_norm
+        self.count, self.steps, self.norm = None, 0, None
+
+    def step(self, params) -> None:
+        # inf: the norm without clipping (the factor min(1, inf / norm) = 1 leaves every gradient bitwise as is)
+        norm = torch.nn.utils.clip_grad_norm_(params, self.max_norm or float("inf"))
+        clipped = (norm > self.max_norm) if self.max_norm else torch.zeros((), dtype=torch.bool, device=norm.device)
+        self.count = clipped.int() if self.count is None else self.count + clipped.int()
+        self.norm, self.last, self.steps = norm, clipped, self.steps + 1
+
+    def read(self) -> dict:
+        if self.norm is None:
+            return {}
+        out = {"grad_norm": round(float(self.norm), 6), "clipped": int(self.last),
+               "clipped_steps": int(self.count), "clip_steps": self.steps}
+        self.count, self.steps = None, 0
+        return out
 
 
 def _step_of(line: str) -> int | None:

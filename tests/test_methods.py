@@ -5,7 +5,7 @@ import torch
 
 from swedge.checkpoint import load_checkpoint
 from swedge.methods import METHODS
-from swedge.methods.asymmetric import asymmetric_triplet
+from swedge.methods.asymmetric import ASYMMETRIC_MARGIN, asymmetric_triplet
 from swedge.methods.base import NonFiniteLossError, StepContext
 from swedge.nn.model import ModelConfig, build_model
 from swedge.train_config import TrainConfig
@@ -144,8 +144,8 @@ def test_nan_during_training_keeps_last_good_checkpoint(tiny_data, tmp_path, mon
 
     original = mod.SfscSum.width_loss
 
-    def poisoned(self, out, labels):
-        loss, parts = original(self, out, labels)
+    def poisoned(self, out, labels, *args):
+        loss, parts = original(self, out, labels, *args)
         return loss * float("nan"), parts
 
     monkeypatch.setattr(mod.SfscSum, "width_loss", poisoned)
@@ -203,10 +203,11 @@ def _assert_grads_equal(got, expected, **tol):
 
 
 def _plain_asymmetric_triplet(anchor, reference, labels, margin):
-    """Batch-hard triplet written out per anchor: positives and negatives from ``reference``."""
+    """Batch-hard triplet written out per anchor on cosine distance: positives and negatives from ``reference``."""
     terms = []
     for i in range(len(anchor)):
-        d = [float(torch.dist(anchor[i], reference[j])) for j in range(len(reference))]
+        d = [1.0 - float(torch.nn.functional.cosine_similarity(anchor[i], reference[j], dim=0))
+             for j in range(len(reference))]
         pos = max(d[j] for j in range(len(d)) if labels[j] == labels[i])
         neg = min(d[j] for j in range(len(d)) if labels[j] != labels[i])
         terms.append(max(0.0, pos - neg + margin))
@@ -287,12 +288,12 @@ def test_asymmetric_s_uses_the_full_widths_features_detached():
     images, labels = _batch()
     model.set_width(1.0)
     with torch.no_grad():
-        reference = model.forward_train(images)["feat"]
+        reference = model.forward_train(images)["embedding"]  # the evaluated (post-BN) embedding
     model.set_width(0.5)
     out = model.forward_train(images)
-    term = asymmetric_triplet(out["feat"], reference, labels, 0.3)
-    assert float(term) > 0 and float(term) == pytest.approx(_plain_asymmetric_triplet(out["feat"], reference,
-                                                                                      labels, 0.3), rel=1e-5)
+    term = asymmetric_triplet(out["embedding"], reference, labels, ASYMMETRIC_MARGIN)
+    assert float(term) > 0 and float(term) == pytest.approx(
+        _plain_asymmetric_triplet(out["embedding"], reference, labels, ASYMMETRIC_MARGIN), rel=1e-5)
     assert logs["asymmetric@0.5"] == pytest.approx(float(term), rel=1e-5)
     sub = _grads_of(model, torch.nn.functional.cross_entropy(out["logits"], labels, label_smoothing=0.1) + term)
     _assert_grads_equal(both, _add(full_only, sub), rtol=1e-4, atol=1e-6)
@@ -312,9 +313,9 @@ def test_asymmetric_freezes_the_full_model_and_uses_its_features_in_phase_two():
     images, labels = _batch()
     with torch.no_grad():
         teacher.eval()
-        reference = teacher.features(images)
-        student = model.member(0.5).forward_train(images)["feat"]
-    expected = _plain_asymmetric_triplet(student, reference, labels, 0.3)
+        reference = teacher(images)  # eval mode, post-BN: what `swedge eval` embeds
+        student = model.member(0.5).forward_train(images)["embedding"]
+    expected = _plain_asymmetric_triplet(student, reference, labels, ASYMMETRIC_MARGIN)
     assert expected > 0 and logs["asymmetric@0.5"] == pytest.approx(expected, rel=1e-5)
 
 
@@ -380,8 +381,9 @@ def test_sfsc_projection_only_merges_pcgrad_projected_gradients(merge):
 
 
 def test_sfsc_uncertainty_only_uses_the_evidential_loss_for_the_sub_widths():
-    """Full width: CE through the shared classifier; sub-width: psi(S) - psi(alpha_y) with alpha = softplus(z) + 1
-    (KL weight 0 at step 0 of the linear ramp); no projection: the gradients are merged as they are."""
+    """Full width: CE through the shared classifier; sub-width: psi(S) - sum_k y_k psi(alpha_k) with
+    alpha = softplus(z) + 1 and y the label-smoothed target (0.9 + 0.1/K on the label, 0.1/K elsewhere; KL weight 0
+    at step 0 of the linear ramp); no projection: the gradients are merged as they are."""
     method = _method("sfsc-uncertainty-only", triplet_weight=0, merge="sum")
     assert method.options.uncertainty is True and method.options.projection == "none"
     model = _model(method.model_extra())
@@ -394,7 +396,8 @@ def test_sfsc_uncertainty_only_uses_the_evidential_loss_for_the_sub_widths():
     model.set_width(0.5)
     z = model.forward_train(images)["logits"]
     alpha = torch.nn.functional.softplus(z) + 1
-    ace = (torch.digamma(alpha.sum(1)) - torch.digamma(alpha[torch.arange(len(labels)), labels])).mean()
+    y = torch.nn.functional.one_hot(labels, 4) * 0.9 + 0.1 / 4
+    ace = (torch.digamma(alpha.sum(1)) - (y * torch.digamma(alpha)).sum(1)).mean()
     g_half = _grads_of(model, ace)
     assert logs["loss@1.0"] == pytest.approx(float(ce), rel=1e-5)
     assert logs["loss@0.5"] == pytest.approx(float(ace), rel=1e-5)

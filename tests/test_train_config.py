@@ -36,7 +36,7 @@ def test_defaults_pass():
     (dict(schedule="step", decay_epochs=(4.0, 2.0)), "--decay-epochs must be ascending epochs inside (0, --epochs=6)"),
     (dict(schedule="step", decay_epochs=(6.0,)), "inside (0, --epochs=6)"),
     (dict(decay_rate=0.0), "--decay-rate must lie in (0, 1]"),
-    (dict(grad_clip=0.0), "grad_clip must be > 0"),
+    (dict(grad_clip=-1.0), "--grad-clip must be > 0, or 0 / off"),
     (dict(workers=-1), "--workers must be >= 0"),
     (dict(amp="fp8"), "unknown --amp 'fp8'"),
     (dict(log_every=0), "--log-every must be >= 1"),

