@@ -14,6 +14,7 @@ from swedge.errors import SwedgeError
 from swedge.io import atomic_write_bytes, atomic_write_json
 from swedge.mechanisms import aggregate, format_mechanisms
 from swedge.metrics.paired import paired_over_seeds
+from swedge.metrics.seed_level import hierarchical_bootstrap, seed_test, verdict
 
 
 def cell_key(q: float, g: float) -> str:
@@ -53,10 +54,41 @@ def _per_query(run: dict, q: float, g: float) -> np.ndarray:
     return 100 * np.array([np.nan if v is None else v for v in values], dtype=float)  # points
 
 
-def build_table(runs: list[dict], *, pairs=(), resamples: int = 10_000, seed: int = 0) -> dict:
+def perturbation_floor(runs: list[dict], reference: str, perturbation: str) -> dict:
+    """The spread (max - min, and std) of each needed cell's mAP and of the mean off-diagonal mAP over runs of one
+    method at one seed that differ only by a negligible perturbation: the floor a difference must exceed."""
+    mats = np.array([r["map"] for r in runs], dtype=float)
+    widths = [float(w) for w in runs[0]["widths"]]
+    index = {w: i for i, w in enumerate(widths)}
+    top = widths[-1]
+    cells = {cell_key(q, g): mats[:, index[q], index[g]] for q, g in [(w, top) for w in widths[:-1]]
+             + [(w, w) for w in widths]}
+    off = np.array([off_diagonal_mean(m) for m in mats])
+    spread = (lambda v: float(v.max() - v.min()))
+    std = (lambda v: float(v.std(ddof=1)) if v.size > 1 else None)
+    return {"reference": reference, "runs": len(runs), "perturbation": perturbation,
+            "cells": {k: spread(v) for k, v in cells.items()}, "cells_std": {k: std(v) for k, v in cells.items()},
+            "mean_off_diagonal": spread(off), "mean_off_diagonal_std": std(off),
+            "mean_off_diagonal_values": [float(x) for x in off]}
+
+
+def _seed_level(a_by_seed: dict, b_by_seed: dict, floor: float | None, resamples: int, seed: int) -> dict:
+    """Seed-level test of one cell: per-seed mean differences (t-CI, sign-flip p), hierarchical bootstrap over
+    seeds x queries, and the verdict against the floor."""
+    seeds = sorted(a_by_seed)
+    diffs = [a_by_seed[s] - b_by_seed[s] for s in seeds]
+    r = seed_test([float(np.nanmean(d)) for d in diffs], resamples=resamples, seed=seed)
+    status, reason = verdict(r.mean_diff, r.ci_low, r.ci_high, r.n_seeds, floor)
+    return {**r.to_dict(), "hierarchical": hierarchical_bootstrap(diffs, resamples=resamples, seed=seed),
+            "floor": floor, "status": status, "reason": reason}
+
+
+def build_table(runs: list[dict], *, pairs=(), resamples: int = 10_000, seed: int = 0, floor: dict | None = None,
+                provenance: dict | None = None) -> dict:
     """Summary of run results (dicts as written to eval.json), rows in the order of first appearance.
 
-    Every run must share the widths; paired tests also need the same query list (checked by hash).
+    Every run must share the widths; paired tests also need the same query list (checked by hash). ``floor``:
+    :func:`perturbation_floor`'s result (None: not measured); ``provenance``: commit, command, data seed.
     """
     if not runs:
         raise SwedgeError("no run results to summarise")
@@ -86,17 +118,22 @@ def build_table(runs: list[dict], *, pairs=(), resamples: int = 10_000, seed: in
         top = widths[-1]
         cells = []
         for q, g in [(w, top) for w in widths[:-1]] + [(w, w) for w in widths]:
-            test = paired_over_seeds({s: _per_query(ra[s], q, g) for s in common},
-                                     {s: _per_query(rb[s], q, g) for s in common}, resamples=resamples, seed=seed)
+            qa, qb = {s: _per_query(ra[s], q, g) for s in common}, {s: _per_query(rb[s], q, g) for s in common}
+            test = paired_over_seeds(qa, qb, resamples=resamples, seed=seed)
+            cell_floor = (floor or {}).get("cells", {}).get(cell_key(q, g))
             cells.append({"query_width": q, "gallery_width": g, "kind": "self" if q == g else "cross",
                           "combined": test["combined"].to_dict(),
-                          "per_seed": {str(s): t.to_dict() for s, t in test["per_seed"].items()}})
+                          "per_seed": {str(s): t.to_dict() for s, t in test["per_seed"].items()},
+                          "seed_level": _seed_level(qa, qb, cell_floor, resamples, seed)})
         paired.append({"a": a, "b": b, "seeds": common, "cells": cells})
-    table = {"widths": widths, "rows": rows, "paired": paired,
+    table = {"widths": widths, "rows": rows, "paired": paired, "floor": floor, "provenance": provenance or {},
             "paired_method": "per-query AP difference in points; percentile bootstrap CI over queries and "
                              "two-sided sign-flip permutation p-value, each seeded, "
                              f"{resamples} resamples; combined = per-query difference averaged over seeds; "
-                             "verdict real = CI excludes 0 and p < 0.05"}
+                             "verdict real = CI excludes 0 and p < 0.05",
+             "seed_level_method": "per-seed mean difference: t-based 95% CI over seeds and exact sign-flip "
+                                  "permutation p over seeds; hierarchical bootstrap over seeds then queries; "
+                                  "holds / fails / unresolved against the perturbation floor"}
     table["claims"], table["ladder"] = check_claims(table), ladder(table)
     return table
 
@@ -112,7 +149,7 @@ def _p(p: float) -> str:
 def format_markdown(table: dict) -> str:
     widths = table["widths"]
     top = widths[-1]
-    lines = ["# swedge compare", "",
+    lines = ["# swedge compare", ""] + _provenance_lines(table.get("provenance") or {}) + [
              "M[q][g]: queries embedded at width q, gallery at width g. Self-test M[w][w]; cross-test "
              f"M[w][{top}]; compatibility (BCT): M[w][{top}] > M[w][w] at every w < {top} (seeds where it holds). "
              "Mean ± sample std over seeds.", ""]
@@ -140,6 +177,7 @@ def format_markdown(table: dict) -> str:
             lines.append(f"| {w} | " + " | ".join(vals) + " |")
         lines.append("")
     if table["paired"]:
+        lines += _floor_lines(table.get("floor"))
         lines += ["## Paired per-query tests (mAP)", "",
                   "Per-query AP difference A − B in points on the same queries: 95% CI by bootstrap over queries, "
                   "p by sign-flip permutation. With several seeds the combined test uses each query's difference "
@@ -160,8 +198,40 @@ def format_markdown(table: dict) -> str:
                     if min(diffs) < 0 < max(diffs):
                         text += " (seeds disagree in sign)"
                 lines.append(text)
+                if "seed_level" in c:
+                    lines.append("  - " + _seed_level_text(c["seed_level"]))
             lines.append("")
     return "\n".join(lines)
+
+
+def _provenance_lines(prov: dict) -> list[str]:
+    if not prov:
+        return []
+    return [f"- commit: `{prov.get('git_commit', 'unknown')}`", f"- command: `{prov.get('command', 'unknown')}`",
+            f"- data: `{prov.get('data', 'unknown')}`, generation seed {prov.get('data_seed', 'unknown')}", ""]
+
+
+def _floor_text(floor) -> str:
+    return "floor not measured" if floor is None else f"floor {floor:.2f}"
+
+
+def _seed_level_text(r: dict) -> str:
+    ci = "no CI (one seed)" if r["ci_low"] is None else f"95% t-CI [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
+    h = r["hierarchical"]
+    return (f"seed level: {r['mean_diff']:+.2f} over {r['n_seeds']} seeds, {ci}, sign-flip p = {_p(r['p_value'])}, "
+            f"hierarchical CI [{h['ci_low']:+.2f}, {h['ci_high']:+.2f}], {_floor_text(r['floor'])} → "
+            f"**{r['status']}** ({r['reason']})")
+
+
+def _floor_lines(floor: dict | None) -> list[str]:
+    if not floor:
+        return ["## Perturbation floor", "", "Not measured (`swedge compare --perturb-floor N`): verdicts below use "
+                "a floor of 0.", ""]
+    cells = ", ".join(f"M[{k.replace('->', '][')}] {v:.2f}" for k, v in floor["cells"].items())
+    return ["## Perturbation floor", "",
+            f"{floor['reference']} retrained {floor['runs']} times at seed 0 with a negligible perturbation "
+            f"({floor['perturbation']}); spread (max − min) of mAP: mean off-diagonal "
+            f"{floor['mean_off_diagonal']:.2f}; {cells}. A difference within the floor is unresolved.", ""]
 
 
 def write_report(table: dict, out) -> str:

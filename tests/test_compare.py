@@ -156,21 +156,53 @@ def test_compare_end_to_end_and_resume(tmp_path, capsys):
     assert "other settings" in capsys.readouterr().err
 
 
-def test_claims_are_checked_from_the_table():
+def _claim_runs(seeds):
     m = [[40, 50], [48, 60]]
-    runs = [fake_run("unified", 0, [[41, 45], [45, 61]]), fake_run("bct-s", 0, [[40, 44], [45, 60]]),
-            fake_run("asymmetric", 0, m, ap_shift=0.05), fake_run("sfsc-sum", 0, m),
-            fake_run("sfsc", 0, [[39.5, 52], [49, 60.5]], ap_shift=0.03)]
-    table = build_table(runs, pairs=default_pairs([r["label"] for r in runs]), resamples=300)
+    runs = []
+    for s in seeds:
+        runs += [fake_run("unified", s, [[41, 45], [45, 61]]), fake_run("bct-s", s, [[40, 44], [45, 60]]),
+                 fake_run("asymmetric", s, m, ap_shift=0.05), fake_run("sfsc-sum", s, m),
+                 fake_run("sfsc", s, [[39.5, 52], [49, 60.5]], ap_shift=0.03)]
+    return runs
+
+
+def test_claims_are_checked_from_the_table():
+    from swedge.metrics.seed_level import MIN_SEEDS
+
+    runs = _claim_runs(range(MIN_SEEDS))
+    table = build_table(runs, pairs=default_pairs(sorted({r["label"] for r in runs})), resamples=300)
     claims = {c["claim"].split(" (")[0]: c for c in table["claims"]}
     assert claims["sfsc is compatible"]["status"] == "holds"
     assert claims["sfsc cross-tests beat bct-s at every w < 1.0"]["status"] == "holds"
     assert claims["sfsc cross-tests beat asymmetric at every w < 1.0"]["status"] == "fails"  # +0.05 AP for them
     assert claims["sfsc cross-tests beat bct at every w < 1.0"]["status"] == "not run"
     assert claims["sfsc self-tests within 1 point of unified"]["status"] == "fails"  # 39.5 vs 41 at w=0.5
+    assert claims["sfsc mean off-diagonal mAP beats sfsc-sum"]["status"] == "holds"  # 50.5 vs 49, every seed
     steps = {s["label"]: s for s in table["ladder"]}
     assert set(steps) == {"sfsc-sum", "sfsc"} and steps["sfsc"]["mean_cross"] == 52
     assert steps["sfsc"]["cross_minus_sfsc_sum"] == pytest.approx(3.0, abs=0.5)
     md = format_markdown(table)
     assert "## The seed's claims on this data" in md and "- **fails**: sfsc cross-tests beat asymmetric" in md
-    assert "| sfsc | 1 | 52.00 | 50.50 | +" in md
+    assert f"| sfsc | {MIN_SEEDS} | 52.00 | 50.50 | +" in md
+    assert "seed level: " in md and "floor not measured" in md
+
+
+def test_claims_with_fewer_than_min_seeds_or_within_the_floor_are_unresolved():
+    from swedge.compare_table import perturbation_floor
+    from swedge.metrics.seed_level import MIN_SEEDS
+
+    few = _claim_runs(range(MIN_SEEDS - 1))
+    table = build_table(few, pairs=default_pairs(sorted({r["label"] for r in few})), resamples=300)
+    for c in table["claims"]:
+        assert c["status"] in ("unresolved", "not run"), c
+    assert any(f"needs >= {MIN_SEEDS} seeds" in c["detail"] for c in table["claims"])
+    runs = _claim_runs(range(MIN_SEEDS))
+    # retrainings of sfsc-sum at seed 0 whose mean off-diagonal mAP spreads by 2 points > the 1.5 difference
+    floor = perturbation_floor([fake_run("sfsc-sum", 0, [[40, 50 + d], [48 + d, 60]]) for d in (0, 1, 2)],
+                               "sfsc-sum", "label_smoothing + 1e-5 k")
+    assert floor["mean_off_diagonal"] == pytest.approx(2.0) and floor["cells"]["0.5->1.0"] == pytest.approx(2.0)
+    table = build_table(runs, pairs=[("sfsc", "sfsc-sum")], resamples=300, floor=floor)
+    claims = {c["claim"].split(" (")[0]: c for c in table["claims"]}
+    rule = claims["sfsc mean off-diagonal mAP beats sfsc-sum"]
+    assert rule["status"] == "unresolved" and "floor 2.00" in rule["detail"]
+    assert "## Perturbation floor" in format_markdown(table)
