@@ -3,10 +3,16 @@ paired per-query tests (DESIGN §4).
 
 Layout under OUT:
     runs/<label>/seed<s>/   model.safetensors, train_log.jsonl (the trainer's), eval.json (ours)
+    floor/<label>/perturb<k>/  the perturbation floor's retrainings (``--perturb-floor N``), laid out alike
     table.md, table.json    the summary (rebuilt from every requested run's eval.json on each call)
     heatmaps/<label>.png    mean cross-model mAP matrix over seeds
 
 This module trains and evaluates; the summary is built in ``swedge.compare_table``.
+
+Perturbation floor (``perturb_floor=N``): the reference method is retrained N more times at seed 0 with its
+label smoothing moved by k * FLOOR_PERTURBATION (k = 1..N), a change no result should depend on; the spread of
+each cell's mAP over those runs and the seed-0 run is the floor every verdict must exceed. Every table names the
+git commit, the command line and the data-generation seed (``provenance``).
 
 Resume: eval.json is written atomically only after training and evaluation both finished, so it marks a
 finished run; re-running the same command skips those and restarts any interrupted one. It also records the
@@ -15,10 +21,14 @@ settings that shape the result, and a re-run with different settings is refused 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
+import shlex
 import shutil
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from swedge.claims import claim_pairs
-from swedge.compare_table import build_table, cell_key, off_diagonal_mean, write_report
+from swedge.compare_table import build_table, cell_key, off_diagonal_mean, perturbation_floor, write_report
 from swedge.errors import SwedgeError
 from swedge.io import atomic_write_json
 from swedge.mechanisms import summarise_log
@@ -38,6 +48,8 @@ RUN_FORMAT = "swedge-compare-run/1"
 # TrainConfig fields that do not change the trained model's numbers (where, how fast), so a resume may differ.
 _NOT_FINGERPRINTED = ("data", "out", "workers", "device", "log_every")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+FLOOR_PERTURBATION = 1e-5  # added k times to the reference's label_smoothing for the k-th floor run
+FLOOR_SEED = 0
 
 
 @dataclass
@@ -108,6 +120,52 @@ def run_dir(out, label: str, seed: int) -> Path:
     return Path(out) / "runs" / label / f"seed{seed}"
 
 
+def floor_dir(out, label: str, k: int) -> Path:
+    return Path(out) / "floor" / label / f"perturb{k}"
+
+
+def floor_specs(spec: MethodSpec, n: int) -> list[MethodSpec]:
+    """The N perturbed copies of the reference: label smoothing + k * FLOOR_PERTURBATION, k = 1..N."""
+    from swedge.methods import METHODS
+
+    cls = METHODS.get(spec.method)
+    base = cls.parse_options(spec.options)
+    if not hasattr(base, "label_smoothing"):
+        raise SwedgeError(f"--perturb-floor: method '{spec.method}' has no label_smoothing option to perturb; "
+                          "choose another --floor-method")
+    out = []
+    for k in range(1, n + 1):
+        value = dataclasses.asdict(base)["label_smoothing"] + k * FLOOR_PERTURBATION
+        opts = [o for o in spec.options if o.partition("=")[0].strip().replace("-", "_") != "label_smoothing"]
+        out.append(MethodSpec(spec.label, spec.method, opts + [f"label_smoothing={value!r}"]))
+    return out
+
+
+def git_commit() -> str:
+    """HEAD of the repository holding this package, or "unknown"."""
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    text = res.stdout.strip()
+    return text if res.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", text) else "unknown"
+
+
+def data_seed(data) -> int | str:
+    """The generation seed recorded in the data folder's dataset.json, or "unknown"."""
+    try:
+        seed = json.loads((Path(data) / "dataset.json").read_text()).get("seed")
+    except (OSError, ValueError, AttributeError):
+        return "unknown"
+    return seed if isinstance(seed, int) else "unknown"
+
+
+def provenance(data, command: str | None = None) -> dict:
+    return {"git_commit": git_commit(), "command": command or shlex.join(["swedge", *sys.argv[1:]]),
+            "data": str(data), "data_seed": data_seed(data)}
+
+
 def fingerprint(spec: MethodSpec, seed: int, train: dict) -> dict:
     kept = {k: v for k, v in sorted(train.items()) if k not in _NOT_FINGERPRINTED}
     return json.loads(json.dumps({"method": spec.method, "options": list(spec.options), "seed": seed, **kept}))
@@ -167,12 +225,15 @@ MIN_RESAMPLES = 100
 
 def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dict, *,
                 pairs: list[tuple[str, str]] | None = None, resamples: int = 10_000, progress: bool = True,
-                train_missing: bool = True, echo=print) -> dict:
+                train_missing: bool = True, echo=print, perturb_floor: int = 0, floor_method: str | None = None,
+                command: str | None = None) -> dict:
     """Train and evaluate every (method, seed) not done yet, then write table.md/json and heat-maps.
 
     ``train``: TrainConfig fields shared by every run (not data/out/method/method_options/seed).
     ``pairs``: (A, B) labels for the paired tests; None = :func:`default_pairs`. ``train_missing=False``
     tabulates the finished runs only (a method without any is left out; pairs then need both methods).
+    ``perturb_floor``: N perturbed retrainings of ``floor_method`` (default sfsc-sum if run, else the first
+    method) at seed 0 give the floor; ``command``: the command line the table names (default sys.argv).
     Returns the table dict.
     """
     from swedge.train_config import LATER_FIELDS, TrainConfig, check_config
@@ -190,13 +251,22 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
             if x not in labels:
                 raise SwedgeError(f"--paired names '{x}', which is not among --methods ({', '.join(labels)})")
 
+    if perturb_floor < 0:
+        raise SwedgeError(f"--perturb-floor must be >= 0 (0 = no floor), got {perturb_floor}")
+    reference = floor_method or ("sfsc-sum" if "sfsc-sum" in labels else labels[0])
+    if reference not in labels:
+        raise SwedgeError(f"--floor-method '{reference}' is not among --methods ({', '.join(labels)})")
+    floor_jobs = floor_specs(next(s for s in specs if s.label == reference), perturb_floor) if perturb_floor else []
+
     specs = [next(s for s in specs if s.label == lab) for lab in ordered_labels(specs)]
-    # Seed-major order: stopping early still leaves every method at the first seeds, i.e. a fair table.
-    jobs = [(s, seed) for seed in seeds for s in specs]
-    results: dict[tuple[str, int], dict] = {}
+    # Seed-major order: stopping early still leaves every method at the first seeds, i.e. a fair table; the
+    # floor's retrainings come last.
+    jobs = [(s, seed, run_dir(out, s.label, seed)) for seed in seeds for s in specs]
+    jobs += [(s, FLOOR_SEED, floor_dir(out, s.label, k)) for k, s in enumerate(floor_jobs, 1)]
+    results: dict[Path, dict] = {}
     todo = []
-    for spec, seed in jobs:
-        path = run_dir(out, spec.label, seed) / "eval.json"
+    for spec, seed, folder in jobs:
+        path = folder / "eval.json"
         fp = fingerprint(spec, seed, train)
         if path.is_file():
             done = load_run(path)
@@ -206,20 +276,20 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
                                  for k in sorted(set(old) | set(fp)) if old.get(k) != fp.get(k))
                 raise SwedgeError(f"{path} was made with other settings than this command ({diff}); use a fresh "
                                   "--out, or delete that run folder to retrain it")
-            results[(spec.label, seed)] = done
+            results[folder] = done
         else:
-            todo.append((spec, seed, fp))
-    echo(f"compare: {len(jobs)} runs ({len(specs)} methods x {len(seeds)} seeds): "
+            todo.append((spec, seed, fp, folder))
+    floor_note = f" + {len(floor_jobs)} floor runs of {reference}" if floor_jobs else ""
+    echo(f"compare: {len(jobs)} runs ({len(specs)} methods x {len(seeds)} seeds{floor_note}): "
          f"{len(jobs) - len(todo)} already done, "
          + (f"{len(todo)} to train -> {out}" if train_missing else f"{len(todo)} not trained (--table-only) in {out}"))
 
     if not train_missing:
         if todo:
-            echo("  missing: " + ", ".join(f"{spec.label} seed {seed}" for spec, seed, _ in todo))
+            echo("  missing: " + ", ".join(f"{spec.label} seed {seed}" for spec, seed, _, _ in todo))
         todo = []
     durations: list[float] = []
-    for k, (spec, seed, fp) in enumerate(todo, 1):
-        folder = run_dir(out, spec.label, seed)
+    for k, (spec, seed, fp, folder) in enumerate(todo, 1):
         eta = f", ETA {_fmt_duration(np.mean(durations) * (len(todo) - k + 1))}" if durations else ""
         echo(f"[{k}/{len(todo)}] training {spec.label} seed {seed} -> {folder}{eta}")
         if folder.exists():
@@ -237,7 +307,7 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
                   "seed": seed, "fingerprint": fp, "checkpoint": str(ckpt), **ev,
                   "train_seconds": round(t1 - t0, 2), "eval_seconds": round(t2 - t1, 2)}
         atomic_write_json(folder / "eval.json", result)
-        results[(spec.label, seed)] = result
+        results[folder] = result
         durations.append(t2 - t0)
         m = np.asarray(ev["map"])
         echo(f"  done in {_fmt_duration(t2 - t0)}: self-test mAP at full width {m[-1, -1]:.2f}, "
@@ -246,7 +316,7 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
     runs = []
     for s in specs:
         for seed in seeds:
-            r = results.get((s.label, seed))
+            r = results.get(run_dir(out, s.label, seed))
             if r is not None:  # K/S and conflict shares from the train log, read afresh for every table
                 runs.append({**r, "mechanisms": summarise_log(run_dir(out, s.label, seed) / "train_log.jsonl",
                                                               r["widths"])})
@@ -255,6 +325,13 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
     if not train_missing:
         done = {r["label"] for r in runs}
         pairs = [(a, b) for a, b in pairs if a in done and b in done]  # pairs was resolved at the start
-    table = build_table(runs, pairs=pairs, resamples=resamples)
+    floor = None
+    base = results.get(run_dir(out, reference, FLOOR_SEED))
+    perturbed = [results[f] for _, _, f in jobs[len(seeds) * len(specs):] if f in results]
+    if floor_jobs and len([base] + perturbed if base else perturbed) >= 2:
+        floor = perturbation_floor(([base] if base else []) + perturbed, reference,
+                                   f"label_smoothing + k x {FLOOR_PERTURBATION:g}, k = 1..{len(floor_jobs)}, "
+                                   f"seed {FLOOR_SEED}")
+    table = build_table(runs, pairs=pairs, resamples=resamples, floor=floor, provenance=provenance(data, command))
     write_report(table, out)
     return table

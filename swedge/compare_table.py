@@ -164,6 +164,7 @@ def format_markdown(table: dict) -> str:
                      + [_pm(s["mean_off_diagonal"]), f"{s['compatible_seeds']}/{len(row['seeds'])}"])
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    lines += _floor_lines(table.get("floor"))
     if any(c["status"] != "not run" for c in table.get("claims", [])) or table.get("ladder"):
         lines += format_claims(table["claims"], table["ladder"])
     lines += format_mechanisms(table["rows"], widths)
@@ -177,7 +178,6 @@ def format_markdown(table: dict) -> str:
             lines.append(f"| {w} | " + " | ".join(vals) + " |")
         lines.append("")
     if table["paired"]:
-        lines += _floor_lines(table.get("floor"))
         lines += ["## Paired per-query tests (mAP)", "",
                   "Per-query AP difference A − B in points on the same queries: 95% CI by bootstrap over queries, "
                   "p by sign-flip permutation. With several seeds the combined test uses each query's difference "

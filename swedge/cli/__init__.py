@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     _apply_omp_policy(argv)  # first: building the parser imports the methods, and with them torch
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command line, for tables that name it
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from swedge.cli.common import add_training_arguments, training_options
 
@@ -13,6 +14,8 @@ examples:
       --epochs 10 --paired sfsc,sfsc-sum --paired sfsc,bct-s
   swedge compare --methods sfsc-sum,sfsc,sfsc-kernel=sfsc --opt sfsc-kernel:projection=kernel \\
       --data data/synth --seeds 2 --out cmp/c      # an option variant gets its own row
+  swedge compare --methods sfsc-sum,sfsc --data data/synth --seeds 5 --perturb-floor 2 --out cmp/d
+      # seed-level verdicts need >= 5 seeds; the floor: sfsc-sum retrained twice more at seed 0
 
 writes OUT/runs/<label>/seed<s>/ (checkpoint, train log, eval.json), OUT/table.md, OUT/table.json and
 OUT/heatmaps/<label>.png. Interrupted? Run the same command again: finished runs (those with eval.json) are
@@ -26,9 +29,18 @@ self-test M[w][w]: mean difference in points, 95% bootstrap CI, sign-flip p-valu
 seeds; the per-seed means show whether seeds agree (the CI covers query sampling, not training noise across
 seeds).
 
-The table then checks the seed's claims on your data (swedge/claims.py): sfsc compatible at every width;
-its cross-tests beat bct-s, asymmetric-s, bct and asymmetric (paired test, ties do not count); its self-tests
-within 1 point of unified; and the ablation ladder sfsc-sum -> +projection -> +uncertainty -> sfsc.
+Seed-level tests (the unit is the training seed) sit beside each per-query line: the per-seed mean
+difference with a t-based 95% CI over seeds and an exact sign-flip p over seeds, and a hierarchical bootstrap
+over seeds then queries. Verdict: holds (the seed-level CI excludes 0 in the claimed direction and |diff| exceeds
+the perturbation floor), fails (excludes 0 the other way, above the floor), else unresolved; with fewer than 5
+seeds always unresolved. The floor (--perturb-floor N): the floor method retrained N more times at seed 0 with
+its label smoothing moved by k x 1e-5, the spread (max - min) of each cell's mAP; printed next to every verdict.
+
+The table then checks the seed's claims on your data (swedge/claims.py), at the seed level: sfsc compatible at
+every width; its cross-tests beat bct-s, asymmetric-s, bct and asymmetric; its self-tests within 1 point of
+unified; the default-method rule (sfsc's mean off-diagonal mAP beats sfsc-sum's); and the ablation ladder
+sfsc-sum -> +projection / +uncertainty -> sfsc (one mechanism per rung). Every table names the git commit, this
+command line and the data-generation seed (dataset.json).
 """
 
 
@@ -47,6 +59,12 @@ def register(sub) -> None:
     p.add_argument("--paired", action="append", default=None, metavar="A,B",
                    help="paired per-query test of A against B (repeatable; replaces the default pairs)")
     p.add_argument("--resamples", type=int, default=10_000, help="bootstrap / permutation resamples (%(default)s)")
+    p.add_argument("--perturb-floor", type=int, default=0, metavar="N",
+                   help="retrain the floor method N more times at seed 0 with a negligible perturbation (label "
+                        "smoothing + k x 1e-5) and report the metric's spread as the floor every verdict must exceed "
+                        "(default 0: not measured)")
+    p.add_argument("--floor-method", default=None, metavar="LABEL",
+                   help="the method the floor retrains (default sfsc-sum if listed, else the first)")
     p.add_argument("--table-only", action="store_true",
                    help="train nothing: tabulate the finished runs (e.g. while another compare is still training, "
                         "or after stopping one early) and list the missing ones")
@@ -76,7 +94,9 @@ def run(args) -> int:
                 raise SwedgeError(f"--paired needs two labels A,B, got '{text}'")
             pairs.append(tuple(parts))
     table = run_compare(args.data, args.out, specs, list(range(args.seeds)), train, pairs=pairs,
-                        resamples=args.resamples, progress=args.progress, train_missing=not args.table_only)
+                        resamples=args.resamples, progress=args.progress, train_missing=not args.table_only,
+                        perturb_floor=args.perturb_floor, floor_method=args.floor_method,
+                        command=shlex.join(["swedge", *getattr(args, "argv", [])]))
     print()
     print(format_markdown(table))
     print(f"table: {args.out}/table.md (and table.json); heat-maps: {args.out}/heatmaps/")
