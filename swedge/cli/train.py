@@ -18,7 +18,9 @@ examples:
   torchrun --standalone --nproc_per_node=4 -m swedge train --data data/market --out runs/ddp --device cuda
 
 writes OUT/model.safetensors (all widths in one file; rewritten atomically after every epoch),
-OUT/trainer_state.pt (for --resume), OUT/train_log.jsonl (per-step losses per width; on CPU also cpu_wait_share,
+OUT/trainer_state.pt (for --resume), OUT/train_log.jsonl (per-step losses per width, the evidential reading
+ace@w / alpha_y_over_s@w / uncertainty@w = K/S, the pre-clip grad_norm and whether the step was clipped
+(clipped, clipped_steps of clip_steps since the previous record); on CPU also cpu_wait_share,
 the time its threads waited for a core, with a warning when other jobs slow the run) and OUT/train_log.png.
 Evaluate with: swedge eval OUT/model.safetensors --data DIR
 Under torchrun every process takes its own PK batches: the global batch is processes x P x K. One process per
