@@ -228,3 +228,22 @@ def test_help_teaches_with_examples(capsys):
         main(["select", "--help"])
     out = capsys.readouterr().out
     assert "examples:" in out and "python -m swedge.runtimes bench" in out and "fp32 > fp16 > int8" in out
+
+
+def test_the_benchmark_script_prints_and_writes_the_choice(device_bench, device_verify, onnx_bundle, tmp_path,
+                                                           capsys):
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("bench_select", root / "benchmarks" / "bench_select.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    bench = _latency(device_bench, tmp_path / "b.json", {0.5: 1.0, 1.0: 3.0})
+    rc = module.main([str(onnx_bundle), "--profiles", str(_profiles(tmp_path)), "--bench", str(bench), "--verify",
+                      str(device_verify), "--json", str(tmp_path / "s.json")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "seconds: check_inputs" in out
+    data = json.loads((tmp_path / "s.json").read_text())
+    assert {d["name"]: d["chosen"]["id"] for d in data["devices"]} == {"fast": "onnx-w0.5-fp32",
+                                                                       "slow": "onnx-w1-fp32"}
+    assert set(data["seconds"]) == {"check_inputs", "measure_here", "choose"}
