@@ -163,7 +163,10 @@ def test_results_of_another_bundle_are_refused_and_nothing_is_written(device_ben
              (["--verify", str(old)], "does not record the bundle's manifest sha256"),
              (["--bench", f"phone={device_bench}"], "binds a result to device 'phone', which the profiles do not name"),
              (["--bench", str(device_bench), "--bench", str(device_bench)], "2 --bench files hold results for device"),
-             (["--verify", str(device_bench)], "is not a verify result")]
+             (["--verify", str(device_bench)], "is not a verify result"),
+             (["--bench", str(_edit(device_bench, tmp_path / "b4.json", lambda d: [t.update(batch=4) for t in
+                                                                                   d["timings"]]))],
+              "has no timing at batch 1 on onnxruntime, the batch of device fast: run the bench there with --batch 1")]
     for extra, says in cases:
         rc = main(["select", str(onnx_bundle), "--profiles", str(profiles), *extra, "--json", str(tmp_path / "s.json"),
                    "--out", str(tmp_path / "ship")])

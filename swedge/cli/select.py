@@ -91,8 +91,8 @@ def run(args) -> int:
 
     from swedge.errors import SwedgeError
     from swedge.io import atomic_write_json
-    from swedge.runtimes.select_run import format_selection, measure_here, Selection, check_inputs
     from swedge.runtimes.select import choose
+    from swedge.runtimes.select_run import Selection, check_inputs, format_selection, measure_here
 
     if args.iters < 1 or args.warmup < 0:
         raise SwedgeError(f"--iters must be >= 1 and --warmup >= 0, got {args.iters} and {args.warmup}")
