@@ -13,7 +13,7 @@ from pathlib import Path
 
 from swedge.errors import MissingDependencyError, SwedgeError
 from swedge.runtimes.bench import manifest_sha256
-from swedge.runtimes.manifest import read_manifest
+from swedge.runtimes.manifest import Bundle, read_manifest
 from swedge.runtimes.profiles import Profile, load_profiles
 from swedge.runtimes.select import (RULE, THIS_HOST, Choice, Measured, choose, match, parse_binding, read_result,
                                     runnable_runtimes)
@@ -21,7 +21,7 @@ from swedge.runtimes.select import (RULE, THIS_HOST, Choice, Measured, choose, m
 
 @dataclass
 class Selection:
-    bundle: object           # swedge.runtimes.manifest.Bundle
+    bundle: Bundle
     manifest_sha256: str
     profiles_path: str
     choices: list[Choice]
@@ -77,6 +77,11 @@ def check_inputs(bundle_path, profiles_path, bench_args, verify_args):
             formats = sorted({a["format"] for a in bundle.artifacts if a["status"] == "ok"})
             raise SwedgeError(f"device {p.name}: no artifact of {bundle.root} runs on its runtime {p.runtime} (the "
                               f"bundle holds {', '.join(formats)}, run by {', '.join(sorted(runnable))})")
+        given = bench[p.name]
+        if given is not None and not any(t["runtime"] == p.runtime and t["batch"] == p.batch
+                                         for t in given.data["timings"]):
+            raise SwedgeError(f"--bench {given.source} has no timing at batch {p.batch} on {p.runtime}, the batch of "
+                              f"device {p.name}: run the bench there with --batch {p.batch}")
         if bench[p.name] is None or verify[p.name] is None:
             if p.runtime not in checked:
                 checked[p.runtime] = _runs_here(bundle, p.runtime)
