@@ -319,3 +319,50 @@ def _publish(staging: Path, out: Path) -> None:
     staging.rename(out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+
+
+def write_subset(src, ids: list[str], out: Path, *, extra: dict, force: bool = False,
+                 command: str = "swedge select") -> dict:
+    """A bundle at ``out`` holding only the artifacts ``ids`` of the read bundle ``src`` (a
+    ``swedge.runtimes.manifest.Bundle``), its probe, and the references of their widths and of the server width;
+    ``extra`` is added to the manifest (e.g. the device it was chosen for). Written as an export is: staged beside
+    ``out``, every copied file checked against the manifest's sha256, renamed into place; one writer per ``out``,
+    ``--force`` replaces only a bundle. Returns the new manifest."""
+    import copy
+
+    out = Path(out).absolute()
+    check_writable(out, "--out", folder=True)
+    check_replace(out, what="a bundle", marker=f"no {MANIFEST} of schema {SCHEMA}", is_ours=is_bundle, force=force,
+                  inputs={"BUNDLE": src.root})
+    with exclusive(out, command), abort_on_interrupt():
+        check_replace(out, what="a bundle", marker=f"no {MANIFEST} of schema {SCHEMA}", is_ours=is_bundle,
+                      force=force, inputs={"BUNDLE": src.root})
+        for p in remove_stale_staging(out):
+            print(f"{command}: removed {p}, left by a writer that was killed", file=sys.stderr)
+        manifest = copy.deepcopy(src.manifest)
+        manifest["artifacts"] = [a for a in manifest["artifacts"] if a["id"] in ids]
+        if missing := sorted(set(ids) - {a["id"] for a in manifest["artifacts"]}):
+            raise SwedgeError(f"{src.root} has no artifact {missing}")
+        keep = {float(a["width"]) for a in manifest["artifacts"]} | {src.server_width}
+        manifest["references"] = {k: r for k, r in manifest["references"].items() if float(k) in keep}
+        manifest.update(extra)
+        files = [(m["probe"][k], m["probe"][f"{k}_sha256"]) for m in (manifest,) for k in ("inputs", "labels")]
+        files += [(r["path"], r["sha256"]) for r in manifest["references"].values()]
+        files += [(a["path"], a["sha256"]) for a in manifest["artifacts"]]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=staging_prefix(out), dir=out.parent))
+        try:
+            for rel, sha in files:
+                source, target = src.check_file(rel, sha), staging / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                (shutil.copytree if source.is_dir() else shutil.copy2)(source, target)
+                if tree_sha256(target) != sha:  # the copy is what the manifest promises, or nothing is published
+                    raise SwedgeError(f"{rel} changed while it was copied to {out}; run the command again")
+            if interrupted():
+                raise KeyboardInterrupt
+            atomic_write_json(staging / MANIFEST, manifest)
+            _publish(staging, out)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return manifest

@@ -1,8 +1,12 @@
-"""`swedge bench`: latency p50 / p90 per artifact and runtime at batch 1 and 32, torch eager as the baseline.
+"""`swedge bench` and the device's `python -m swedge.runtimes bench`: latency p50 / p90 per artifact and runtime
+at the batch sizes asked, peak memory, torch eager as the baseline where torch is installed. One JSON schema for
+both (:func:`bench_record`), which `swedge select` reads.
 
 Timing is the runtime's own inference call (``Runner.last_inference_s``), after warm-up, with a fixed thread
 count for every runtime (default 1: on a small shared machine more threads make torch eager erratic, see
-notes/backends.md §13). Ratios are taken within one run; absolute numbers move with machine load.
+notes/backends.md §13). Ratios are taken within one run; absolute numbers move with machine load. Memory is the
+peak resident memory while an artifact was loaded and run (``swedge.runtimes.memory``: per artifact on Linux,
+the process's peak so far elsewhere; the record names the method).
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from swedge.errors import SwedgeError
+from swedge.runtimes import memory
 from swedge.runtimes.host import describe, host_record
-from swedge.runtimes.manifest import file_sha256, read_manifest
+from swedge.runtimes.manifest import MANIFEST, file_sha256, read_manifest
 from swedge.runtimes.probe import load_probe
 
 
@@ -30,6 +35,9 @@ class Timing:
     status: str = "ok"
     reason: str = ""
     speedup_vs_torch: float | None = None
+    id: str = ""                       # the manifest's artifact id ("torch-w0.5" for the baseline)
+    bytes: int | None = None           # the artifact's size on disk (the manifest's)
+    peak_rss_mb: float | None = None   # peak resident memory of the process while it was loaded and run
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,7 +81,8 @@ def bench_bundle(root, *, batches=(1, 32), warmup: int = 5, iters: int = 30, thr
     if torch_baseline:
         ckpt, why = _torch_checkpoint(bundle.manifest, checkpoint)
         for w in bundle.widths:
-            jobs.append(({"format": "torch", "width": w, "precision": "fp32"}, "torch", ckpt, why))
+            jobs.append(({"format": "torch", "width": w, "precision": "fp32", "id": f"torch-w{w:g}"}, "torch", ckpt,
+                         why))
     for a in bundle.artifacts:
         if a.get("status") != "ok" or (formats and a["format"] not in formats):
             continue
@@ -84,17 +93,22 @@ def bench_bundle(root, *, batches=(1, 32), warmup: int = 5, iters: int = 30, thr
             jobs.append((a, name, None, why))
     out: list[Timing] = []
     for a, name, path, why in tqdm(jobs, desc="bench", unit="model", disable=not progress):
-        rows = [Timing(a["format"], name, float(a["width"]), a["precision"], b) for b in batches]
+        rows = [Timing(a["format"], name, float(a["width"]), a["precision"], b, id=a["id"], bytes=a.get("bytes"))
+                for b in batches]
         out += rows
         try:
             if why:
                 raise RuntimeUnavailable(why)
             if path is None:
                 path = bundle.check_file(a["path"], a["sha256"])
+            method = memory.reset_peak()
             runner = runner_class(name)(path, a, threads=threads).load()
             for t in rows:
                 t.p50_ms, t.p90_ms = time_runner(runner, _inputs(inputs, t.batch), warmup=warmup, iters=iters)
+            peak = memory.peak_mb(method)
             runner.close()
+            for t in rows:
+                t.peak_rss_mb = peak
         except (RuntimeUnavailable, SwedgeError) as exc:
             for t in rows:
                 t.status, t.reason = "skipped", str(exc)
@@ -105,11 +119,42 @@ def bench_bundle(root, *, batches=(1, 32), warmup: int = 5, iters: int = 30, thr
     return out
 
 
-def bench_record(root, timings: list[Timing], *, threads: int | None, host: dict | None = None) -> dict:
-    """The JSON of a bench run: timings beside the host they were measured on (latency and int8 kernels
-    depend on the CPU: model and int8 ISA flags)."""
-    return {"bundle": str(root), "threads": threads, "host": host or host_record(),
-            "timings": [t.to_dict() for t in timings]}
+SCHEMA = "swedge.bench"
+SCHEMA_VERSION = 1
+
+
+def manifest_sha256(root) -> str:
+    """sha256 of a bundle's manifest.json: what a bench or verify JSON records, so `swedge select` can tell
+    results of this bundle from another's (the manifest lists every artifact's sha256)."""
+    return file_sha256(Path(root) / MANIFEST)
+
+
+def bench_record(root, timings: list[Timing], *, threads: int | None, host: dict | None = None,
+                 warmup: int | None = None, iters: int | None = None, command: str = "swedge bench") -> dict:
+    """The JSON of a bench run (`swedge bench` and the device's `python -m swedge.runtimes bench` alike): timings
+    beside the host they were measured on (latency and int8 kernels depend on the CPU: model and int8 ISA
+    flags), the bundle's manifest sha256, and peak memory."""
+    peaks = [t.peak_rss_mb for t in timings if t.peak_rss_mb is not None]
+    process = memory.process_peak_mb()  # a per-artifact reset also lowers ru_maxrss: take the larger
+    return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "command": command, "bundle": str(root),
+            "manifest_sha256": manifest_sha256(root), "threads": threads, "warmup": warmup, "iters": iters,
+            "batches": sorted({t.batch for t in timings}),
+            "runtimes": sorted({t.runtime for t in timings if t.runtime != "torch"}),
+            "peak_rss_mb": max(peaks + ([process] if process is not None else []), default=None),
+            "memory_method": memory.method(),
+            "host": host or host_record(), "timings": [t.to_dict() for t in timings]}
+
+
+def format_timings(timings: list[Timing]) -> str:
+    from swedge.report.table import text_table
+
+    rows = [[t.format, t.runtime, f"{t.width:g}", t.precision, t.batch,
+             "-" if t.p50_ms is None else f"{t.p50_ms:.2f}", "-" if t.p90_ms is None else f"{t.p90_ms:.2f}",
+             "-" if t.speedup_vs_torch is None else f"{t.speedup_vs_torch:.2f}x",
+             "-" if t.peak_rss_mb is None else f"{t.peak_rss_mb:.0f}",
+             t.status if not t.reason else f"{t.status}: {t.reason}"] for t in timings]
+    return text_table(["format", "runtime", "width", "precision", "batch", "p50 ms", "p90 ms", "vs torch", "peak MB",
+                       "status"], rows, right={2, 4, 5, 6, 7, 8})
 
 
 def host_line(host: dict | None = None) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 from swedge.errors import MissingDependencyError, SwedgeError
 from swedge.metrics.fidelity import feature_problem, fidelity
 from swedge.runtimes.host import host_differences, host_record
-from swedge.runtimes.manifest import Bundle, BundleError, read_manifest, repair_summaries
+from swedge.runtimes.manifest import MANIFEST, Bundle, BundleError, file_sha256, read_manifest, repair_summaries
 from swedge.runtimes.probe import NpyRows, Probe, load_probe, load_references  # noqa: F401 (re-exported)
 from swedge.runtimes.thresholds import Thresholds
 
@@ -75,6 +75,7 @@ class VerifyReport:
     export_host: dict | None = None                  # the manifest's: None for bundles exported before it existed
     repairs: list[str] = field(default_factory=list)  # what `swedge export --int8-repair` did, one line each
     weak_thresholds: list[str] = field(default_factory=list)  # accepted with --allow-weak-thresholds
+    manifest_sha256: str | None = None  # of the bundle verified: `swedge select` matches results to bundles by it
 
     @property
     def host_differences(self) -> list[str] | None:
@@ -87,7 +88,8 @@ class VerifyReport:
         return not self.errors and bool(ran) and all(r.status == PASS for r in ran)
 
     def to_dict(self) -> dict:
-        return {"bundle": self.bundle, "passed": self.passed, "errors": self.errors,
+        return {"bundle": self.bundle, "manifest_sha256": self.manifest_sha256, "passed": self.passed,
+                "errors": self.errors,
                 "thresholds": self.thresholds, "reference": self.reference, "baseline": self.baseline,
                 "artifacts": [r.to_dict() for r in self.rows], "matrix": self.matrix, "host": self.host,
                 "export_host": self.export_host, "host_differences": self.host_differences, "repairs": self.repairs,
@@ -192,6 +194,7 @@ def verify_bundle(root, *, runtimes: list[str] | None = None, formats: list[str]
     report = VerifyReport(bundle=str(root), thresholds=thresholds.to_dict(), weak_thresholds=thresholds.weak())
     try:
         bundle = read_manifest(root)
+        report.manifest_sha256 = file_sha256(bundle.root / MANIFEST)
         report.export_host = bundle.manifest.get("export_host")  # checked by read_manifest
         report.repairs = repair_summaries(bundle.artifacts)
         bundle.require_artifacts()

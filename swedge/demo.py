@@ -165,15 +165,15 @@ def _stage_verify(cfg, out, result, say):
 
 
 def _stage_bench(cfg, out, result, say):
-    from swedge.cli.bench import format_timings
     from swedge.io import atomic_write_json
-    from swedge.runtimes.bench import bench_bundle, bench_record, host_line, save_plot
+    from swedge.runtimes.bench import bench_bundle, bench_record, format_timings, host_line, save_plot
     from swedge.runtimes.host import host_record
 
     timings = bench_bundle(out / "bundle", iters=cfg.bench_iters, progress=cfg.progress)
     host = host_record()
     say("\n" + format_timings(timings) + "\n" + host_line(host))
-    atomic_write_json(out / "bench.json", bench_record(out / "bundle", timings, threads=1, host=host))
+    atomic_write_json(out / "bench.json", bench_record(out / "bundle", timings, threads=1, host=host,
+                                                                warmup=5, iters=cfg.bench_iters))
     save_plot(timings, out / "bench.png", batch=1, host=host)
     return {"json": str(out / "bench.json"), "plot": str(out / "bench.png")}
 

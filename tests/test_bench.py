@@ -3,8 +3,12 @@
 import json
 import shutil
 
+import pytest
+
 from swedge.cli import main
+from swedge.runtimes import memory
 from swedge.runtimes.bench import bench_bundle
+from swedge.runtimes.manifest import file_sha256
 
 
 def test_bench_times_artifacts_against_torch(onnx_bundle, tmp_path, capsys):
@@ -20,6 +24,36 @@ def test_bench_times_artifacts_against_torch(onnx_bundle, tmp_path, capsys):
         if t["runtime"] == "onnxruntime":
             assert t["speedup_vs_torch"] > 0
     assert (tmp_path / "b.png").stat().st_size > 1000
+
+
+def test_swedge_bench_json_is_the_device_schema_and_select_takes_it(onnx_bundle, tmp_path, capsys):
+    """`swedge bench` writes what `python -m swedge.runtimes bench` writes (plus the torch rows)."""
+    rc = main(["bench", str(onnx_bundle), "--iters", "2", "--warmup", "0", "--batches", "1",
+               "--json", str(tmp_path / "b.json")])
+    assert rc == 0
+    d = json.loads((tmp_path / "b.json").read_text())
+    assert d["schema"] == "swedge.bench" and d["manifest_sha256"] == file_sha256(onnx_bundle / "manifest.json")
+    assert d["runtimes"] == ["onnxruntime"] and d["peak_rss_mb"] > 10 and d["iters"] == 2
+    assert {t["id"] for t in d["timings"]} == {"torch-w0.5", "torch-w1", "onnx-w0.5-fp32", "onnx-w1-fp32"}
+    (tmp_path / "p.toml").write_text('[device.d]\nruntime = "onnxruntime"\nlatency_p90_ms = 100000\n')
+    capsys.readouterr()
+    assert main(["select", str(onnx_bundle), "--profiles", str(tmp_path / "p.toml"), "--bench",
+                 str(tmp_path / "b.json"), "--quiet"]) == 0
+    assert "onnx-w1-fp32" in capsys.readouterr().out
+
+
+def test_peak_memory_is_measured_per_artifact():
+    """The high-water mark is reset before each artifact (Linux), so a big earlier peak does not carry over."""
+    import numpy as np
+
+    method = memory.reset_peak()
+    if method != memory.PER_ARTIFACT:
+        pytest.skip(f"no per-artifact reset here: {method}")
+    big = np.ones(25_000_000)  # 200 MB, touched
+    high = memory.peak_mb(method)
+    del big
+    assert memory.reset_peak() == method
+    assert memory.peak_mb(method) < high - 150
 
 
 def test_torch_baseline_is_skipped_when_the_checkpoint_changed(onnx_bundle, tiny_checkpoint, tmp_path):

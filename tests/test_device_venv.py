@@ -1,7 +1,7 @@
 """The on-device check in a separate venv that has numpy + onnxruntime and NO torch (DESIGN §1, issue 5).
 
 Builds the venv from the pinned constraints (a minute at most; pip's cache makes reruns fast), installs swedge
-without its optional dependencies, and runs `python -m swedge.runtimes verify` on a bundle exported here.
+without its optional dependencies, and runs `python -m swedge.runtimes verify` and `bench` on a bundle exported here; `swedge select` takes their JSONs.
 """
 
 import subprocess
@@ -36,3 +36,12 @@ def test_verify_in_a_venv_without_torch(tiny_checkpoint, tiny_market, tmp_path):
                            "--json", str(tmp_path / "v.json")], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "verify PASSED: 2 passed" in proc.stdout
+    proc = subprocess.run([py, "-m", "swedge.runtimes", "bench", str(bundle), "--runtime", "onnxruntime", "--batch", "1",
+                           "--iters", "3", "--quiet", "--json", str(tmp_path / "b.json")], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (tmp_path / "p.toml").write_text('[device.d]\nruntime = "onnxruntime"\nlatency_p90_ms = 100000\n')
+    from swedge.cli import main  # back on the server: the device's JSONs choose its artifact
+
+    assert main(["select", str(bundle), "--profiles", str(tmp_path / "p.toml"), "--bench", str(tmp_path / "b.json"),
+                 "--verify", str(tmp_path / "v.json"), "--quiet"]) == 0

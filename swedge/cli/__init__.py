@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "export": "swedge.cli.export",
     "verify": "swedge.cli.verify",
     "bench": "swedge.cli.bench",
+    "select": "swedge.cli.select",
 }
 
 EPILOG = """\
@@ -35,6 +36,7 @@ typical use:
   swedge export runs/a/model.safetensors --calib data/synth --out bundles/a   # ONNX/OpenVINO/TFLite/Core ML/TensorRT
   swedge verify bundles/a --report reports/a  # fidelity + compatibility of every artifact; exit 0 = pass
   swedge bench bundles/a --json bench.json    # latency p50/p90 vs torch eager
+  swedge select bundles/a --profiles examples/profiles.toml --out shipped   # the artifact each device class gets
 
 `swedge COMMAND --help` explains each command. Add --debug to see tracebacks.
 """

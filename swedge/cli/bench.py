@@ -35,23 +35,12 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def format_timings(timings) -> str:
-    from swedge.report.table import text_table
-
-    rows = [[t.format, t.runtime, f"{t.width:g}", t.precision, t.batch,
-             "-" if t.p50_ms is None else f"{t.p50_ms:.2f}", "-" if t.p90_ms is None else f"{t.p90_ms:.2f}",
-             "-" if t.speedup_vs_torch is None else f"{t.speedup_vs_torch:.2f}x",
-             t.status if not t.reason else f"{t.status}: {t.reason}"] for t in timings]
-    return text_table(["format", "runtime", "width", "precision", "batch", "p50 ms", "p90 ms", "vs torch", "status"],
-                      rows, right={2, 4, 5, 6, 7})
-
-
 def run(args) -> int:
     from pathlib import Path
 
     from swedge.errors import SwedgeError
     from swedge.io import atomic_write_json
-    from swedge.runtimes.bench import bench_bundle, bench_record, host_line, save_plot
+    from swedge.runtimes.bench import bench_bundle, bench_record, format_timings, host_line, save_plot
     from swedge.runtimes.host import host_record
     from swedge.runtimes.verify_cli import check_names
 
@@ -73,7 +62,8 @@ def run(args) -> int:
     print(format_timings(timings))
     print(host_line(host))
     if args.json:
-        atomic_write_json(args.json, bench_record(args.bundle, timings, threads=args.threads, host=host))
+        atomic_write_json(args.json, bench_record(args.bundle, timings, threads=args.threads, host=host,
+                                                      warmup=args.warmup, iters=args.iters))
     png = args.png or (str(Path(args.json).with_suffix(".png")) if args.json else None)
     if png:
         print(f"plot: {save_plot(timings, png, batch=min(batches), host=host) or 'left out (matplotlib missing)'}")
