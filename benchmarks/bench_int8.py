@@ -8,7 +8,9 @@ method): the int8 QDQ file is run four ways and compared with the torch sub-mode
 - ``qdq-ref``: onnxruntime with graph optimizations off (Q/DQ as written, float convolutions);
 - ``exact``: numpy emulation with int32 accumulation (VNNI, AMX, ARM dot-product, TensorRT);
 - ``vpmaddubsw``: numpy emulation of x86 without VNNI (AVX2, AVX-512F/BW): pairs of u8 x s8 products
-  saturated to int16.
+  saturated to int16. An upper bound, not a measurement: on ResNet-18's 8-bit weights it saturates more than
+  onnxruntime's real AVX2 kernels do (see calibration/int8_paths.py; the real ones run under qemu-user in
+  tests/test_int8_paths.py).
 
 ``saturation-free`` says whether the file's weights make the last path provably equal to the exact one.
 
