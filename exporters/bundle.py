@@ -11,6 +11,7 @@ import shutil
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,10 +184,7 @@ def _export_locked(plan: ExportPlan, progress: bool, on_artifact) -> dict:
     probe_inputs, labels = build_probe(plan.probe or plan.calib, preprocess, max_images=plan.probe_size,
                                        seed=plan.seed, progress=progress)
 
-    out = plan.out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=staging_prefix(out), dir=out.parent))
-    try:
+    with _staged_bundle(plan.out.resolve()) as staging:
         manifest = _manifest_head(ckpt, widths, preprocess, calibration, plan)
         manifest["probe"] = {"inputs": "probe/inputs.npy", "labels": "probe/labels.npz",
                              "inputs_sha256": save_npy(staging / "probe/inputs.npy", probe_inputs),
@@ -225,13 +223,7 @@ def _export_locked(plan: ExportPlan, progress: bool, on_artifact) -> dict:
         for d in staging.iterdir():  # formats that produced nothing leave no empty folder behind
             if d.is_dir() and not any(d.iterdir()):
                 d.rmdir()
-        if interrupted():  # ... or hid it during the last artifact: publish nothing
-            raise KeyboardInterrupt
         atomic_write_json(staging / MANIFEST, manifest)
-        _publish(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return manifest
 
 
@@ -308,6 +300,22 @@ def _artifact_metadata(manifest: dict, width: float, precision: str) -> dict:
             "swedge.preprocess": json.dumps(manifest["preprocess"], sort_keys=True)}
 
 
+@contextmanager
+def _staged_bundle(out: Path):
+    """A staging folder beside ``out`` to write a bundle into; published (renamed into place) when the block ends
+    without error and no Ctrl-C was hidden by a backend meanwhile, removed otherwise."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=staging_prefix(out), dir=out.parent))
+    try:
+        yield staging
+        if interrupted():  # a Ctrl-C a backend hid during the last step: publish nothing
+            raise KeyboardInterrupt
+        _publish(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def _publish(staging: Path, out: Path) -> None:
     """Rename the finished staging folder into place; an old bundle (``--force``) is moved aside first and
     removed only after the new one is in place."""
@@ -349,20 +357,12 @@ def write_subset(src, ids: list[str], out: Path, *, extra: dict, force: bool = F
         files = [(m["probe"][k], m["probe"][f"{k}_sha256"]) for m in (manifest,) for k in ("inputs", "labels")]
         files += [(r["path"], r["sha256"]) for r in manifest["references"].values()]
         files += [(a["path"], a["sha256"]) for a in manifest["artifacts"]]
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=staging_prefix(out), dir=out.parent))
-        try:
+        with _staged_bundle(out) as staging:
             for rel, sha in files:
                 source, target = src.check_file(rel, sha), staging / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
                 (shutil.copytree if source.is_dir() else shutil.copy2)(source, target)
                 if tree_sha256(target) != sha:  # the copy is what the manifest promises, or nothing is published
                     raise SwedgeError(f"{rel} changed while it was copied to {out}; run the command again")
-            if interrupted():
-                raise KeyboardInterrupt
             atomic_write_json(staging / MANIFEST, manifest)
-            _publish(staging, out)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
     return manifest
