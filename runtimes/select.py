@@ -143,6 +143,16 @@ def _timing(bench: dict, aid: str, runtime: str, batch: int) -> dict | None:
                 None)
 
 
+def _check_budget(why: list[str], what: str, value, budget, unmeasured: str, spec: str) -> None:
+    """Append why a candidate misses a budget in MB (not measured, or over by how much); no budget, no check."""
+    if budget is None:
+        return
+    if value is None:
+        why.append(unmeasured)
+    elif value > budget:
+        why.append(f"{what} {value - budget:{spec}} MB over ({value:{spec}} MB > {budget:g} MB)")
+
+
 def _verify_row(verify: dict, aid: str, runtime: str) -> dict | None:
     return next((r for r in verify["artifacts"] if r["id"] == aid and r["runtime"] == runtime), None)
 
@@ -171,17 +181,8 @@ def judge(artifact: dict, p: Profile, bench: dict, verify: dict, server_map: flo
             elif value > budget:
                 why.append(f"too slow by {value - budget:.2f} ms ({pct} {value:.2f} ms > {budget:g} ms at batch "
                            f"{p.batch})")
-        if p.memory_mb is not None:
-            if c["peak_rss_mb"] is None:
-                why.append("peak memory not measured")
-            elif c["peak_rss_mb"] > p.memory_mb:
-                why.append(f"memory {c['peak_rss_mb'] - p.memory_mb:.1f} MB over ({c['peak_rss_mb']:.1f} MB > "
-                           f"{p.memory_mb:g} MB)")
-    if p.size_mb is not None:
-        if c["size_mb"] is None:
-            why.append("size unknown (the manifest records no bytes)")
-        elif c["size_mb"] > p.size_mb:
-            why.append(f"size {c['size_mb'] - p.size_mb:.2f} MB over ({c['size_mb']:.2f} MB > {p.size_mb:g} MB)")
+        _check_budget(why, "memory", c["peak_rss_mb"], p.memory_mb, "peak memory not measured", ".1f")
+    _check_budget(why, "size", c["size_mb"], p.size_mb, "size unknown (the manifest records no bytes)", ".2f")
     row = _verify_row(verify, aid, p.runtime)
     if row is None:
         why.append(f"not verified on {p.runtime}")
