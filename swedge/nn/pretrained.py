@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -76,6 +77,18 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+def _unpickling_reason(exc: BaseException) -> str:
+    """torch's weights_only refusal runs for lines; the line that matters is its WeightsUnpickler error."""
+    text = str(exc)
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if found:
+        return (f"torch.load(weights_only=True) refused it: the file pickles a {found.group(1)}, not only tensors; "
+                "save only the weights, torch.save(model.state_dict(), FILE)")
+    detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+    reason = detail.group(1).strip() if detail else _first_line(exc)
+    return f"not a file torch.load can read (unpickling failed: {reason})"
+
+
 def read_state_dict(path, flag: str = "--init") -> tuple[dict, InitFile]:
     """A state dict of tensors from ``path`` (torch.load with weights_only=True, or safetensors), and its
     name and sha256; every problem is one SwedgeError line naming the file."""
@@ -100,9 +113,7 @@ def read_state_dict(path, flag: str = "--init") -> tuple[dict, InitFile]:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles arbitrary objects
         except pickle.UnpicklingError as exc:
-            raise SwedgeError(f"{where}: torch.load(weights_only=True) refused it ({_first_line(exc)}): the file "
-                              "pickles more than tensors; save only the weights, torch.save(model.state_dict(), "
-                              "FILE)") from None
+            raise SwedgeError(f"{where}: {_unpickling_reason(exc)}") from None
         except Exception as exc:
             raise SwedgeError(f"{where}: not a file torch.load can read ({_first_line(exc)})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
