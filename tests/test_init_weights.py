@@ -330,3 +330,16 @@ def test_compare_fingerprint_holds_the_files_sha256_not_its_path(tmp_path):
     assert fingerprint(spec, 0, {"init": str(moved), "epochs": 1}) == fa
     assert fingerprint(spec, 0, {"init": "", "epochs": 1})["init_sha256"] == ""
     json.dumps(fa)
+
+
+def test_compare_checks_init_before_training(tmp_path, capsys):
+    from swedge.cli import main
+
+    path = _save(tv_state("resnet50"), tmp_path / "r50.pth")
+    out = tmp_path / "cmp"
+    base = ["compare", "--methods", "sfsc", "--data", str(tmp_path / "none"), "--out", str(out)]
+    assert main(base + ["--init", str(path)]) == 2
+    assert "layer1.0.conv1.weight has shape (64, 64, 1, 1), resnet18 expects" in capsys.readouterr().err
+    assert main(base + ["--init", str(path), "--arch", "mobilenetv2", "--imagenet"]) == 2
+    assert "--init FILE and --imagenet both choose" in capsys.readouterr().err
+    assert not out.exists()
