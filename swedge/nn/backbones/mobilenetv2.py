@@ -16,7 +16,7 @@ from torch import nn
 
 from swedge.errors import MissingDependencyError, SwedgeError
 from swedge.nn.backbones import BACKBONES
-from swedge.nn.pretrained import PretrainedSource, load_source, pretrained
+from swedge.nn.pretrained import BN_TENSORS, PretrainedSource, load_source, pretrained
 from swedge.nn.slimmable import SlimmableConv2d, SwitchableBatchNorm2d
 
 # (expansion t, output channels c, repeats n, stride s) of the first block; ImageNet MobileNetV2.
@@ -77,7 +77,8 @@ class SlimmableMobileNetV2(nn.Module):
                 *act, project = block.conv
                 for k, seq in enumerate(act):
                     out += [(f"features.{i}.conv.{k}.0", seq[0]), (f"features.{i}.conv.{k}.1", seq[1])]
-                out += [(f"features.{i}.conv.{len(act)}", project[0]), (f"features.{i}.conv.{len(act) + 1}", project[1])]
+                n = len(act)
+                out += [(f"features.{i}.conv.{n}", project[0]), (f"features.{i}.conv.{n + 1}", project[1])]
             else:
                 out += [(f"features.{i}.0", block[0]), (f"features.{i}.1", block[1])]
         return out
@@ -107,7 +108,7 @@ def wheel_to_torchvision(state: dict, backbone: "SlimmableMobileNetV2") -> dict:
                           f"{len(ours_conv)} / {len(ours_bn)}: not the expected MobileNetV2 weights")
     out = {f"{new}.weight": state[f"{old}.weight"] for old, new in zip(convs, ours_conv)}
     for old, new in zip(bns, ours_bn):
-        out.update({f"{new}.{name}": state[f"{old}.{name}"] for name in ("weight", "bias", "running_mean", "running_var")})
+        out.update({f"{new}.{name}": state[f"{old}.{name}"] for name in BN_TENSORS})
     return out
 
 
