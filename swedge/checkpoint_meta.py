@@ -155,6 +155,15 @@ def _check_training(path: Path, training: dict) -> None:
     for key, low in (("epochs", 1), ("max_steps", 0)):
         if key in training and (not _is_int(training[key]) or training[key] < low):
             _bad(path, f"training.{key}", f"must be a whole number >= {low}, got {training[key]!r}")
+    # --init FILE: its path as given, its file name and the sha256 of its content
+    for key in ("init", "init_name"):
+        if key in training and not isinstance(training[key], str):
+            _bad(path, f"training.{key}", f"must be a string, got {training[key]!r}")
+    if "init_sha256" in training and not (isinstance(training["init_sha256"], str)
+                                          and _SHA256.match(training["init_sha256"])):
+        _bad(path, "training.init_sha256", f"must be 64 lower-case hex digits, got {training['init_sha256']!r}")
+    if ("init_sha256" in training) != ("init_name" in training):
+        _bad(path, "training.init_sha256", "and training.init_name come together (both or neither)")
 
 
 def _is_int(v) -> bool:

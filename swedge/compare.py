@@ -46,7 +46,8 @@ METHOD_ORDER = ("independent", "unified", "bct", "bct-s", "asymmetric", "asymmet
                 "sfsc-projection-only", "sfsc-uncertainty-only", "sfsc")
 RUN_FORMAT = "swedge-compare-run/1"
 # TrainConfig fields that do not change the trained model's numbers (where, how fast), so a resume may differ.
-_NOT_FINGERPRINTED = ("data", "out", "workers", "device", "log_every")
+# "init" (the path) is replaced by "init_sha256" (the content): a moved file is the same start.
+_NOT_FINGERPRINTED = ("data", "out", "workers", "device", "log_every", "init")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 FLOOR_PERTURBATION = 1e-5  # added k times to the reference's label_smoothing for the k-th floor run
 FLOOR_SEED = 0
@@ -167,6 +168,12 @@ def provenance(data, command: str | None = None) -> dict:
 
 
 def fingerprint(spec: MethodSpec, seed: int, train: dict) -> dict:
+    """What a finished run must share with the command that would reuse it. ``train`` may carry
+    ``init_sha256`` (run_compare adds it); else it is read from ``train["init"]``."""
+    if "init_sha256" not in train:
+        from swedge.nn.pretrained import file_sha256
+
+        train = {**train, "init_sha256": file_sha256(Path(train["init"])) if train.get("init") else ""}
     kept = {k: v for k, v in sorted(train.items()) if k not in _NOT_FINGERPRINTED}
     return json.loads(json.dumps({"method": spec.method, "options": list(spec.options), "seed": seed, **kept}))
 
@@ -242,6 +249,11 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
     if resamples < MIN_RESAMPLES:
         raise SwedgeError(f"--resamples must be >= {MIN_RESAMPLES} for a paired test's interval, got {resamples}")
     check_config(TrainConfig(data=str(data), out=str(out), **train))  # before hours of training, not after
+    init_sha256 = ""
+    if train.get("init"):
+        from swedge.nn.pretrained import file_sha256
+
+        init_sha256 = file_sha256(Path(train["init"]))
     out = Path(out)
     validate_methods(specs)
     labels = [s.label for s in specs]
@@ -267,10 +279,11 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
     todo = []
     for spec, seed, folder in jobs:
         path = folder / "eval.json"
-        fp = fingerprint(spec, seed, train)
+        fp = fingerprint(spec, seed, {**train, "init_sha256": init_sha256})
         if path.is_file():
             done = load_run(path)
-            old = {**LATER_FIELDS, **(done.get("fingerprint") or {})}
+            later = {k: v for k, v in LATER_FIELDS.items() if k in fp}  # fields older runs did not record
+            old = {**later, **(done.get("fingerprint") or {})}
             if old != fp:
                 diff = "; ".join(f"{k}: {old.get(k)!r} there, {fp.get(k)!r} now"
                                  for k in sorted(set(old) | set(fp)) if old.get(k) != fp.get(k))

@@ -14,7 +14,8 @@ from swedge.errors import SwedgeError
 from swedge.nn.slimmable import DEFAULT_WIDTHS
 
 # TrainConfig fields added after runs were already recorded, with the value those runs used.
-LATER_FIELDS = {"optimizer": "adam", "schedule": "cosine", "decay_epochs": [], "decay_rate": 0.1, "grad_clip": 10.0}
+LATER_FIELDS = {"optimizer": "adam", "schedule": "cosine", "decay_epochs": [], "decay_rate": 0.1, "grad_clip": 10.0,
+                "init": "", "init_sha256": ""}
 # "adam": weight decay is L2 added to the gradient (the seed's recipe), so it is rescaled by Adam's
 # normaliser and weighs more where a method's gradient is smaller (e.g. sfsc's mean over widths).
 # "adamw": decoupled weight decay (Loshchilov & Hutter), independent of the gradient's scale.
@@ -49,6 +50,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = 2
     imagenet: bool = False
+    init: str = ""  # a torchvision-format state dict to start the backbone from ("" = none; see swedge.nn.pretrained)
     device: str = "cpu"
     amp: str = "off"  # off | bf16 | fp16 (fp16 uses a gradient scaler)
     channels_last: bool = False
@@ -98,6 +100,17 @@ def check_config(cfg: TrainConfig) -> None:
     need(cfg.batch_shards >= 1, f"--batch-shards must be >= 1, got {cfg.batch_shards}")
     need(cfg.max_steps >= 0, f"--max-steps must be >= 0 (0 = train all epochs), got {cfg.max_steps}")
     check_device(cfg.device)
+    need(not (cfg.init and cfg.imagenet), "--init FILE and --imagenet both choose the backbone's starting weights: "
+         "give one")
+    if cfg.imagenet:
+        from swedge.nn.pretrained import pretrained_sources
+
+        need("imagenet" in pretrained_sources(cfg.arch), f"--imagenet: no shipped ImageNet weights for --arch "
+             f"{cfg.arch} (only mobilenetv2 has them); start from a torchvision-format state dict with --init FILE")
+    if cfg.init:
+        from swedge.nn.pretrained import check_init
+
+        check_init(cfg.arch, cfg.widths, cfg.init)  # the file, its keys and shapes: before anything is written
 
 
 def parse_grad_clip(text: str) -> float:

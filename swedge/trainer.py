@@ -122,9 +122,15 @@ def _train(cfg: TrainConfig, method, world: distributed.World, progress: bool, r
                           "--ids-per-batch/--images-per-id (or use fewer processes)")
     config = ModelConfig(cfg.arch, tuple(cfg.widths), cfg.embedding_dim, num_ids, extra=method.model_extra())
     model = build_model(config)
+    init = {}
     if cfg.imagenet:
         _load_imagenet(cfg, model)
-    key = _resume_key(cfg, world, len(loader.dataset), num_ids)
+    if cfg.init:
+        from swedge.nn.pretrained import load_init
+
+        source = load_init(model, cfg.init)
+        init = {"init_name": source.name, "init_sha256": source.sha256}  # the file's content, not only its path
+    key = {**_resume_key(cfg, world, len(loader.dataset), num_ids), "init_sha256": init.get("init_sha256", "")}
     state = _load_state(state_path, key) if resume else None
     if state is not None:
         with _restoring(state_path):
@@ -138,7 +144,7 @@ def _train(cfg: TrainConfig, method, world: distributed.World, progress: bool, r
         out.mkdir(parents=True, exist_ok=True)
         if not resume:
             state_path.unlink(missing_ok=True)  # a stale state would let --resume mix two runs
-    training = {**_jsonable(cfg), "world_size": world.size}
+    training = {**_jsonable(cfg), **init, "world_size": world.size}
     meta = dict(preprocess=preprocess.to_dict(), method=method.describe(), training=training)
     _Run(cfg, model, method, loader, batches, out, meta, world, key).fit(progress, state)
 
@@ -215,12 +221,12 @@ def _set_rng_state(state: dict, device: str) -> None:
 
 
 def _load_imagenet(cfg: TrainConfig, model) -> None:
-    from swedge.nn.backbones.mobilenetv2 import load_imagenet
+    """The backbone's registered ``imagenet`` pretrained source into every member (check_config has checked that
+    the arch has one)."""
+    from swedge.nn.pretrained import backbones_of, load_source
 
-    if cfg.arch != "mobilenetv2":
-        raise SwedgeError("--imagenet is available for --arch mobilenetv2 only")
-    for member in getattr(model, "members", [model]):
-        load_imagenet(member.backbone)
+    for backbone in backbones_of(model):
+        load_source(backbone, cfg.arch, "imagenet")
 
 
 class _Run:

