@@ -74,3 +74,18 @@ def test_the_demo_trains_its_recipe(tmp_path):
     assert (cfg.method, cfg.method_options, cfg.seed) == (DEMO_METHOD, DEMO_OPTIONS, 4)
     other = _train_config(DemoConfig(out=tmp_path, method="bct", method_options=["x=1"]), tmp_path)
     assert (other.method, other.method_options) == ("bct", ["x=1"])
+
+
+def test_the_demo_repairs_int8_files_that_miss_the_gate_unless_told_not_to(tmp_path, monkeypatch):
+    """The demo's export plan asks for --int8-repair (a 6-epoch model's int8 margins move between machines);
+    `swedge demo --no-int8-repair` exports int8 as calibrated."""
+    import swedge.demo as demo
+    from swedge.cli import main
+
+    assert demo._export_plan(demo.DemoConfig(), tmp_path, tmp_path / "m.safetensors").int8_repair
+    seen = []
+    monkeypatch.setattr(demo, "run_demo", lambda cfg, say=print: seen.append(cfg) or {"gate": {"passed": True}})
+    monkeypatch.setattr(demo, "verdict_line", lambda result: "")
+    for flags, expected in (([], True), (["--no-int8-repair"], False)):
+        main(["demo", "--out", str(tmp_path / f"d{len(seen)}"), "--quiet", *flags])
+        assert seen[-1].int8_repair is expected

@@ -39,6 +39,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="training seed (default %(default)s)")
     p.add_argument("--formats", type=parse_list, default=None, help="export formats (default all)")
     p.add_argument("--precisions", type=parse_list, default=None, help="default fp32,fp16,int8")
+    p.add_argument("--no-int8-repair", action="store_true",
+                   help="export int8 files as calibrated, without re-exporting one that misses the gate with its "
+                   "most sensitive layers float (see `swedge export --int8-repair`)")
     p.add_argument("--bench-iters", type=int, default=20, help="timed calls per model and batch size")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -52,7 +55,7 @@ def run(args) -> int:
     cfg = DemoConfig(out=Path(args.out), data=Path(args.data), epochs=args.epochs, method=args.method,
                      method_options=args.opt, seed=args.seed,
                      checkpoint=Path(args.checkpoint) if args.checkpoint else None, bench_iters=args.bench_iters,
-                     progress=not args.quiet)
+                     int8_repair=not args.no_int8_repair, progress=not args.quiet)
     if args.formats:
         cfg.formats = args.formats
     if args.precisions:
