@@ -188,6 +188,33 @@ def test_cli_train_and_bench_are_callers_of_the_api(monkeypatch, tmp_path, capsy
     assert (kw["iters"], kw["warmup"], kw["threads"]) == (api.BENCH_ITERS, api.BENCH_WARMUP, api.BENCH_THREADS)
 
 
+def test_cli_export_and_verify_are_callers_of_the_api(monkeypatch, tmp_path, capsys):
+    from swedge.runtimes.manifest import Bundle
+    from swedge.runtimes.verify import VerifyReport
+
+    calls = {}
+
+    def fake_export(checkpoint, out, **kw):
+        calls["export"] = (checkpoint, out, kw)
+        return Bundle(root=Path(out), manifest={"artifacts": []})
+
+    def fake_verify(bundle, **kw):
+        calls["verify"] = (bundle, kw)
+        return VerifyReport(bundle=bundle, errors=["no artifacts"])
+
+    monkeypatch.setattr(api, "export", fake_export)
+    monkeypatch.setattr(api, "verify", fake_verify)
+    assert main(["export", "ck", "--out", str(tmp_path / "b"), "--formats", "onnx", "--quiet"]) == 0
+    assert f"bundle: {tmp_path / 'b'}  (0 ok, 0 skipped, 0 failed)" in capsys.readouterr().out
+    checkpoint, out, kw = calls["export"]
+    assert (checkpoint, kw["formats"], kw["precisions"], kw["calib"]) == ("ck", ["onnx"], None, None)
+    assert main(["verify", "b", "--runtime", "onnxruntime", "--batch", "8"]) == 1
+    assert "error: no artifacts" in capsys.readouterr().out
+    assert calls["verify"] == ("b", dict(runtimes=["onnxruntime"], formats=None, thresholds=None,
+                                         allow_weak_thresholds=False, baseline=None, batch=8, threads=None, json=None,
+                                         junit=None, report=None, progress=True))
+
+
 # --- typed results -----------------------------------------------------------------------------------------------
 
 
