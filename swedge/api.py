@@ -70,10 +70,14 @@ def as_path(value, name: str, *, optional: bool = False) -> Path | None:
     raise SwedgeError(f"{name} must be a path (a str or a pathlib.Path), got {value!r}")
 
 
-def _fspath(value, name: str, *, optional: bool = False) -> str | None:
+def _fspath(value, name: str) -> str:
     """Like :func:`as_path`, but the caller's spelling kept as a str (recorded in checkpoints and JSON as given)."""
-    path = as_path(value, name, optional=optional)
-    return None if path is None else os.fspath(value)
+    as_path(value, name)
+    return os.fspath(value)
+
+
+def _fspath_or_none(value, name: str) -> str | None:
+    return None if value is None else _fspath(value, name)
 
 
 def _items(value) -> list:
@@ -267,13 +271,13 @@ def _train_setting(name: str, value, default):
         from swedge.nn.slimmable import check_widths
 
         try:
-            return check_widths(as_widths(value, "widths"))
+            return check_widths(as_widths(value, "widths") or ())  # None: "widths must not be empty"
         except ValueError as exc:
             raise SwedgeError(str(exc)) from None
     if name == "input_size":
         return _size(value)
     if name == "decay_epochs":
-        return () if value in (None, "", (), []) else tuple(_numbers(value, name, float, "40,70 or [40, 70]"))
+        return () if value in (None, "", (), []) else tuple(_numbers(value, name, float, "40,70 or [40, 70]") or ())
     if name == "grad_clip" and isinstance(value, str):
         return parse_grad_clip(value)
     if name == "init":
@@ -415,10 +419,10 @@ def verify(bundle, *, runtimes=None, formats=None, baseline=None, thresholds=Non
     for key, path in outputs.items():
         _writable(path, f"--{key}", folder=key == "report")
     if not isinstance(thresholds, Thresholds):
-        thresholds = Thresholds.load(_fspath(thresholds, "thresholds", optional=True),
+        thresholds = Thresholds.load(_fspath_or_none(thresholds, "thresholds"),
                                      allow_weak=as_bool(allow_weak_thresholds, "allow_weak_thresholds"))
     result = verify_bundle(root, runtimes=runtimes, formats=formats, thresholds=thresholds,
-                           baseline=_fspath(baseline, "baseline", optional=True), batch=batch, threads=threads,
+                           baseline=_fspath_or_none(baseline, "baseline"), batch=batch, threads=threads,
                            progress=as_bool(progress, "progress"))
     if outputs["json"]:
         result.outputs["json"] = write_json(result, outputs["json"])
@@ -471,7 +475,7 @@ def bench(bundle, *, batches=BENCH_BATCHES, iters=BENCH_ITERS, warmup=BENCH_WARM
     _writable(png_p, "--png", folder=False)
     timings = bench_bundle(root, batches=batch_list, warmup=warmup, iters=iters, threads=threads,
                            runtimes=runtimes, formats=formats, torch_baseline=as_bool(torch_baseline, "torch_baseline"),
-                           checkpoint=_fspath(checkpoint, "checkpoint", optional=True),
+                           checkpoint=_fspath_or_none(checkpoint, "checkpoint"),
                            progress=as_bool(progress, "progress"))
     result = BenchReport(bundle=root, timings=timings, host=host_record(), threads=threads, warmup=warmup,
                          iters=iters)
