@@ -76,6 +76,7 @@ class VerifyReport:
     repairs: list[str] = field(default_factory=list)  # what `swedge export --int8-repair` did, one line each
     weak_thresholds: list[str] = field(default_factory=list)  # accepted with --allow-weak-thresholds
     manifest_sha256: str | None = None  # of the bundle verified: `swedge select` matches results to bundles by it
+    outputs: dict = field(default_factory=dict, repr=False)  # files written from it: "json" / "junit" / "report"
 
     @property
     def host_differences(self) -> list[str] | None:
@@ -86,6 +87,13 @@ class VerifyReport:
     def passed(self) -> bool:
         ran = [r for r in self.rows if r.status != SKIP]
         return not self.errors and bool(ran) and all(r.status == PASS for r in ran)
+
+    def table(self) -> str:
+        """The result as text: one row per artifact and runtime, the reference, the hosts (what `swedge verify`
+        prints)."""
+        from swedge.runtimes.report import format_text
+
+        return format_text(self)
 
     def to_dict(self) -> dict:
         return {"bundle": self.bundle, "manifest_sha256": self.manifest_sha256, "passed": self.passed,

@@ -66,24 +66,13 @@ def check_names(runtimes: list[str] | None, formats: list[str] | None) -> None:
 
 
 def run(args) -> int:
-    from swedge.errors import SwedgeError
-    from swedge.runtimes.report import format_text, write_json, write_junit, write_markdown
-    from swedge.runtimes.thresholds import Thresholds
-    from swedge.runtimes.verify import verify_bundle
+    from swedge.api import verify
 
-    if args.batch < 1 or (args.threads is not None and args.threads < 1):
-        # Not an artifact's fault: without this check every artifact would fail and the report would blame them.
-        raise SwedgeError(f"--batch and --threads must be >= 1, got {args.batch} and {args.threads}")
-    check_names(args.runtime, args.formats)
-    thresholds = Thresholds.load(args.thresholds, allow_weak=args.allow_weak_thresholds)
-    report = verify_bundle(args.bundle, runtimes=args.runtime, formats=args.formats,
-                           thresholds=thresholds, baseline=args.baseline, batch=args.batch,
-                           threads=args.threads, progress=not args.quiet)
-    print(format_text(report))
-    if args.json:
-        write_json(report, args.json)
-    if args.junit:
-        write_junit(report, args.junit)
-    if args.report:
-        print(f"report: {write_markdown(report, args.report)} (+ report.html)")
+    report = verify(args.bundle, runtimes=args.runtime, formats=args.formats, thresholds=args.thresholds,
+                    allow_weak_thresholds=args.allow_weak_thresholds, baseline=args.baseline, batch=args.batch,
+                    threads=args.threads, json=args.json, junit=args.junit, report=args.report,
+                    progress=not args.quiet)
+    print(report.table())
+    if "report" in report.outputs:
+        print(f"report: {report.outputs['report']} (+ report.html)")
     return 0 if report.passed else 1

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from swedge.api import CALIB_SIZE, EXPORT_FORMATS, MAX_BATCH, PROBE_SIZE
 from swedge.cli.common import parse_widths
 
-FORMATS = ("onnx", "openvino", "tflite", "coreml", "tensorrt")
+FORMATS = EXPORT_FORMATS
 
 EXAMPLES = """\
 examples:
@@ -41,24 +42,24 @@ def register(sub) -> None:
                        "each to the requested formats and precisions, with calibration and a probe set.")
     p.add_argument("checkpoint", help="a .safetensors checkpoint written by `swedge train`")
     p.add_argument("--out", required=True, help="bundle folder to create (refused if it exists, unless --force)")
-    p.add_argument("--formats", type=parse_list, default=list(FORMATS),
+    p.add_argument("--formats", type=parse_list, default=None,
                    help=f"comma-separated, from {','.join(FORMATS)} (default: all)")
     p.add_argument("--widths", type=parse_widths, default=None, help="subset of the checkpoint's widths (default all)")
     p.add_argument("--precisions", type=parse_list, default=None,
                    help="comma-separated from fp32,fp16,int8 (default fp32,fp16, plus int8 when --calib is given)")
     p.add_argument("--calib", default=None, help="calibration images: Market-1501 folder (its train split), "
                    "any image folder, or a preprocessed (N,3,H,W) .npy")
-    p.add_argument("--calib-size", type=int, default=128, help="images in the calibration set (default %(default)s)")
+    p.add_argument("--calib-size", type=int, default=CALIB_SIZE, help="images in the calibration set (default %(default)s)")
     p.add_argument("--probe", default=None, help="Market-1501 folder whose test split becomes the probe set "
                    "(default: --calib)")
-    p.add_argument("--probe-size", type=int, default=600, help="max probe images, whole identities kept "
+    p.add_argument("--probe-size", type=int, default=PROBE_SIZE, help="max probe images, whole identities kept "
                    "(default %(default)s)")
     p.add_argument("--int8-repair", action="store_true",
                    help="when an int8 artifact misses the gate on the probe (what `swedge verify` checks), re-export "
                    "it with its most sensitive layers in float (ranked on held-out calibration images), fewest first "
                    "(1, 2, 4, ...), until it passes; ONNX, TRT-ready ONNX and OpenVINO. The kept layers and the "
                    "ΔmAP before / after are in the manifest and the summary")
-    p.add_argument("--max-batch", type=int, default=64, help="largest batch of the dynamic batch dimension")
+    p.add_argument("--max-batch", type=int, default=MAX_BATCH, help="largest batch of the dynamic batch dimension")
     p.add_argument("--force", action="store_true", help="replace an existing bundle at --out (only a swedge "
                    "bundle, and never one holding an input of this export)")
     p.add_argument("--json", default=None, help="also write the export summary as JSON here")
@@ -108,24 +109,14 @@ def format_summary(manifest: dict) -> str:
 
 
 def run(args) -> int:
-    from pathlib import Path
+    from swedge.api import export
 
-    from swedge.exporters.bundle import ExportPlan, export_bundle, plan_inputs
-    from swedge.io import atomic_write_json
-    from swedge.outputs import check_not_an_input
-
-    precisions = args.precisions or (["fp32", "fp16", "int8"] if args.calib else ["fp32", "fp16"])
-    plan = ExportPlan(checkpoint=Path(args.checkpoint), out=Path(args.out), formats=args.formats,
-                      widths=list(args.widths) if args.widths else None, precisions=precisions,
-                      calib=Path(args.calib) if args.calib else None, calib_size=args.calib_size,
-                      probe=Path(args.probe) if args.probe else None, probe_size=args.probe_size,
-                      max_batch=args.max_batch, force=args.force, int8_repair=args.int8_repair)
-    check_not_an_input(args.json, "--json", plan_inputs(plan))
-    manifest = export_bundle(plan, progress=not args.quiet)
-    print(format_summary(manifest))
-    counts = {s: sum(a["status"] == s for a in manifest["artifacts"]) for s in ("ok", "skipped", "failed")}
+    bundle = export(args.checkpoint, args.out, formats=args.formats, widths=args.widths or None,
+                    precisions=args.precisions, calib=args.calib, calib_size=args.calib_size, probe=args.probe,
+                    probe_size=args.probe_size, max_batch=args.max_batch, force=args.force,
+                    int8_repair=args.int8_repair, json=args.json, progress=not args.quiet)
+    print(format_summary(bundle.manifest))
+    counts = {s: sum(a["status"] == s for a in bundle.artifacts) for s in ("ok", "skipped", "failed")}
     print(f"\nbundle: {args.out}  ({counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed)"
           f"  next: swedge verify {args.out}")
-    if args.json:
-        atomic_write_json(args.json, {"bundle": str(args.out), "artifacts": manifest["artifacts"]})
     return 1 if counts["failed"] else 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from swedge.cli.common import add_training_arguments, training_options
+from swedge.cli.common import TRAINING_FIELDS, add_training_arguments
 
 EXAMPLES = """\
 examples:
@@ -68,44 +68,11 @@ def _methods_help() -> str:
 
 
 def run(args) -> int:
-    from swedge.errors import SwedgeError
-    from swedge.train_config import TrainConfig, check_config
-    from swedge.trainer import train
+    from swedge.api import train
 
-    if args.resume and args.force:
-        raise SwedgeError("--resume continues the run in OUT and --force replaces it: choose one")
-    cfg = TrainConfig(data=args.data, out=args.out, method=args.method, method_options=args.opt, seed=args.seed,
-                      log_every=args.log_every, batch_shards=args.batch_shards, max_steps=args.max_steps,
-                      **training_options(args))
-    check_config(cfg)  # every setting, --init's file included, before the run folder is touched
-    check_run_folder(args.out, args.data)
-    with _one_writer(args.out):
-        path = train(cfg, progress=not args.quiet, resume=args.resume, overwrite=args.force)
+    result = train(args.data, args.out, method=args.method, options=args.opt, resume=args.resume, force=args.force,
+                   progress=not args.quiet, seed=args.seed, log_every=args.log_every, batch_shards=args.batch_shards,
+                   max_steps=args.max_steps, **{k: getattr(args, k) for k in TRAINING_FIELDS})
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one process speaks
-        print(f"checkpoint: {path}\nnext: swedge eval {path} --data {args.data}")
+        print(f"checkpoint: {result.checkpoint}\nnext: swedge eval {result.checkpoint} --data {args.data}")
     return 0
-
-
-def check_run_folder(out: str, data: str) -> None:
-    """--out is absent, empty or a run (--force replaces a run's files, never adds a run to a foreign folder)."""
-    from pathlib import Path
-
-    from swedge.errors import SwedgeError
-    from swedge.trainer import RUN_FILES
-
-    out_path, data_path = Path(out).resolve(), Path(data).resolve()
-    if out_path == data_path or out_path in data_path.parents:
-        raise SwedgeError(f"--out {out} holds the training data --data {data}: choose a run folder outside it")
-    if out_path.is_dir() and any(out_path.iterdir()) and not any((out_path / f).exists() for f in RUN_FILES):
-        raise SwedgeError(f"--out {out} already exists and is not a training run (it holds none of "
-                          f"{', '.join(RUN_FILES)}): choose another --out, or empty it yourself")
-
-
-def _one_writer(out: str):
-    """The run folder's lock; under torchrun only rank 0 holds it (the other ranks write nothing)."""
-    import contextlib
-    from pathlib import Path
-
-    from swedge.outputs import exclusive
-
-    return exclusive(Path(out), "swedge train") if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext()
