@@ -40,7 +40,8 @@ with glibc's malloc told to serve every block >= 128 KiB by mmap (MALLOC_MMAP_TH
 tensors leave the resident set at once and RSS follows live tensor memory. After setup the child records
 VmRSS, resets the kernel's peak-RSS counter (``echo 5 > /proc/self/clear_refs``) and runs one step: the peak
 increase over setup includes Adam's lazily created state. It then drops the gradients, records VmRSS again,
-resets the peak, and runs ``--mem-steps`` more steps: the peak increase over that steady state is the step's
+resets the peak, and runs ``--mem-steps`` more steps: the peak increase over the reset's mark (VmHWM read right
+after each reset, never an earlier RSS read, which glibc's trimming can leave above it) is the step's
 transient memory (gradients, per-width gradient dicts, autograd graph), the figure "one width's graph alive at
 a time" is about. Without a resettable peak counter it falls back to ru_maxrss (one figure over setup).
 
@@ -372,15 +373,18 @@ def _status_kib(key: str) -> int | None:
     return None
 
 
-def _reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); True if it worked."""
+def _reset_peak() -> int | None:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); the reset mark in KiB, or None if it did not work.
+
+    The mark, not an RSS read before the reset, is the baseline: RSS can shrink between the two reads (glibc trims,
+    the allocator returns pages), and VmHWM only grows from the mark until the next reset."""
     try:
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")
     except OSError:
-        return False
+        return None
     hwm, rss = _status_kib("VmHWM"), _status_kib("VmRSS")
-    return hwm is not None and rss is not None and hwm <= rss + 1024
+    return hwm if hwm is not None and rss is not None and hwm <= rss + 1024 else None
 
 
 def memory_child(args) -> dict:
@@ -392,7 +396,8 @@ def memory_child(args) -> dict:
     gc.collect()
     rss_setup = _status_kib("VmRSS")
     maxrss_setup = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    resettable = _reset_peak()
+    setup_mark = _reset_peak()
+    resettable = setup_mark is not None
     bench.step()  # first step: creates Adam's state too
     first_peak = _status_kib("VmHWM") if resettable else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for _ in range(max(0, args.mem_warmup - 1)):
@@ -400,8 +405,9 @@ def memory_child(args) -> dict:
     bench.optimizer.zero_grad(set_to_none=True)
     gc.collect()
     rss_steady = _status_kib("VmRSS")
+    steady_mark = _reset_peak() if resettable else None
     steady_peak = None
-    if resettable and _reset_peak():
+    if steady_mark is not None:
         for _ in range(args.mem_steps):
             bench.step()
             bench.optimizer.zero_grad(set_to_none=True)  # as the next step would, before its forward
@@ -412,10 +418,10 @@ def memory_child(args) -> dict:
         "name": args.memory_child, "peak_counter": "VmHWM (reset via clear_refs)" if resettable else "ru_maxrss",
         "param_mib": param_bytes / 2**20,
         "rss_setup_mib": rss_setup * mib,
-        "first_step_peak_over_setup_mib": (first_peak - rss_setup) * mib if resettable
+        "first_step_peak_over_setup_mib": (first_peak - setup_mark) * mib if resettable
         else (first_peak - maxrss_setup) * mib,
         "rss_steady_mib": rss_steady * mib,
-        "step_peak_over_steady_mib": (steady_peak - rss_steady) * mib if steady_peak is not None else None,
+        "step_peak_over_steady_mib": (steady_peak - steady_mark) * mib if steady_peak is not None else None,
         "ru_maxrss_increase_over_setup_mib": (maxrss_end - maxrss_setup) * mib,
     }
 
@@ -625,9 +631,10 @@ def main(argv=None) -> int:
         "flops": flops,
         "timing": timing,
         "memory": memory,
-        "memory_method": ("own subprocess per config, MALLOC_MMAP_THRESHOLD_=%d; step peak = VmHWM - VmRSS over "
-                          "--mem-steps steps after a warm-up step and zero_grad(set_to_none), VmHWM reset through "
-                          "/proc/self/clear_refs; first-step peak = same over the after-setup RSS" % MMAP_THRESHOLD),
+        "memory_method": ("own subprocess per config, MALLOC_MMAP_THRESHOLD_=%d; step peak = VmHWM minus the "
+                          "reset mark (VmHWM right after the reset) over --mem-steps steps after a warm-up step and "
+                          "zero_grad(set_to_none), VmHWM reset through "
+                          "/proc/self/clear_refs; first-step peak = same from the after-setup mark" % MMAP_THRESHOLD),
         "checks": checks,
         "env": {"torch": torch.__version__, "python": platform.python_version(), "cpus": os.cpu_count(),
                 "omp": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")},
