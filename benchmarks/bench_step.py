@@ -31,7 +31,7 @@ configuration has ``--min-quiet`` of them, are what the targets are judged on. C
 OpenMP threads with one core taken stall at every barrier, so the many small ops of the sub-widths and of the
 projection slow down far more than the full width's big convolutions, and all-step ratios then overstate SFSC.
 
-Allocator: the timing runs with ``swedge.host_memory.retain_freed_memory()``, as the trainer on CPU
+Allocator: the timing runs with ``swedge.training.host_memory.retain_freed_memory()``, as the trainer on CPU
 (``--no-retain-memory`` measures glibc's defaults, under which every SFSC step page-faults its per-width
 gradient sets back in).
 
@@ -83,8 +83,8 @@ import torch  # noqa: E402
 
 import swedge.methods.projection as projection_mod  # noqa: E402
 import swedge.methods.sfsc as sfsc_mod  # noqa: E402
-from swedge.contention import run_queue_wait  # noqa: E402
-from swedge.host_memory import retain_freed_memory  # noqa: E402
+from swedge.training.contention import run_queue_wait  # noqa: E402
+from swedge.training.host_memory import retain_freed_memory  # noqa: E402
 from swedge.methods import METHODS  # noqa: E402
 from swedge.methods.base import StepContext  # noqa: E402
 from swedge.nn.model import ModelConfig, build_model  # noqa: E402
@@ -487,7 +487,7 @@ def parse_args(argv):
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--no-retain-memory", dest="retain_memory", action="store_false",
                     help="leave glibc's malloc at its defaults for the timing (the trainer keeps freed memory on "
-                         "CPU, see swedge/host_memory.py; without it SFSC steps page-fault their gradients back in)")
+                         "CPU, see swedge/training/host_memory.py; without it SFSC steps page-fault their gradients back in)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: 32x16 input, batch 8, full and sfsc only, 1 step x 1 block, 1 warm-up, "
                          "no FLOP count")
@@ -576,7 +576,7 @@ def main(argv=None) -> int:
         print(json.dumps(memory_child(args)))
         return 0
     torch.set_num_threads(args.threads)
-    # As the trainer does on CPU (swedge.host_memory); the memory children keep their own mmap'd malloc.
+    # As the trainer does on CPU (swedge.training.host_memory); the memory children keep their own mmap'd malloc.
     host_memory = retain_freed_memory()[1] if args.retain_memory else "glibc defaults (--no-retain-memory)"
     effective = os.environ.get("OMP_WAIT_POLICY", "").lower() or "unset (spin)"
     if args.omp_wait_policy != "inherit" and effective != args.omp_wait_policy:

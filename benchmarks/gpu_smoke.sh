@@ -8,7 +8,7 @@
 #      (sfsc-sum --widths 1.0), sfsc-sum's four widths and sfsc, BASE_STEPS steps each
 #   5. fp16 autocast with the gradient scaler (SFSC projects the scaled gradients), FP16_STEPS steps
 #   6. torchrun, DDP_STEPS steps: one process per GPU with NCCL; on a one-GPU node two processes share the GPU
-#      through gloo (swedge/distributed.py), which runs the DDP code path but says nothing about speed
+#      through gloo (swedge/training/distributed.py), which runs the DDP code path but says nothing about speed
 #   7. `swedge eval` of 3.'s checkpoint on the GPU;  figures -> $OUT/gpu_smoke.json (else $WORK/gpu_smoke.json)
 #
 # Usage: benchmarks/gpu_smoke.sh

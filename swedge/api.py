@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from swedge.runtimes.bench import Timing
     from swedge.runtimes.manifest import Bundle
     from swedge.runtimes.verify import VerifyReport
-    from swedge.train_config import TrainConfig
+    from swedge.training.config import TrainConfig
 
 __all__ = ["train", "export", "verify", "bench", "open_bundle", "load_checkpoint", "TrainResult", "BenchReport",
            "EXPORT_FORMATS", "default_precisions"]
@@ -175,7 +175,7 @@ class TrainResult:
     @property
     def log(self) -> Path:
         """The run's train log (one JSON record per logged step)."""
-        from swedge.trainer import LOG_FILE
+        from swedge.training.trainer import LOG_FILE
 
         return self.run / LOG_FILE
 
@@ -228,13 +228,13 @@ def train(data, out, *, method: str | None = None, options=None, resume: bool = 
 
     ``method``: a training method (default ``sfsc-sum``, as `swedge train`); ``options``: its options, as
     ``{"key": value}``, ``"key=value"`` or a list of them (`--opt`). ``settings``: any other field of
-    :class:`swedge.train_config.TrainConfig` under its name (``arch``, ``widths``, ``epochs``, ``input_size``
+    :class:`swedge.training.config.TrainConfig` under its name (``arch``, ``widths``, ``epochs``, ``input_size``
     ("64x32" or (64, 32)), ``lr``, ``device``, ``seed``, ``init``, ...), defaults as `swedge train`.
     ``resume`` continues the run in ``out``; ``force`` replaces it (refused otherwise).
     """
     import dataclasses
 
-    from swedge.train_config import TrainConfig, check_config
+    from swedge.training.config import TrainConfig, check_config
 
     if as_bool(resume, "resume") and as_bool(force, "force"):
         raise SwedgeError("--resume continues the run in OUT and --force replaces it: choose one")
@@ -256,7 +256,7 @@ def train(data, out, *, method: str | None = None, options=None, resume: bool = 
     check_config(cfg)  # every setting, the init file included, before the run folder is touched
     _writable(out_s, "--out", folder=True)
     check_run_folder(out_s, data_s)
-    from swedge.trainer import train as _train
+    from swedge.training.trainer import train as _train
 
     with _one_writer(out_s):
         path = _train(cfg, progress=as_bool(progress, "progress"), resume=resume, overwrite=force)
@@ -265,7 +265,7 @@ def train(data, out, *, method: str | None = None, options=None, resume: bool = 
 
 def _train_setting(name: str, value, default):
     """One TrainConfig setting, coerced like its `swedge train` flag parses it."""
-    from swedge.train_config import parse_grad_clip
+    from swedge.training.config import parse_grad_clip
 
     if name == "widths":
         from swedge.nn.slimmable import check_widths
@@ -321,7 +321,7 @@ def _method_options(options) -> list[str]:
 
 def check_run_folder(out: str, data: str) -> None:
     """--out is absent, empty or a run (--force replaces a run's files, never adds a run to a foreign folder)."""
-    from swedge.trainer import RUN_FILES
+    from swedge.training.trainer import RUN_FILES
 
     out_path, data_path = Path(out).resolve(), Path(data).resolve()
     if out_path == data_path or out_path in data_path.parents:

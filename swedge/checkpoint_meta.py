@@ -147,7 +147,7 @@ def _check_method(path: Path, method: dict) -> None:
 
 
 def _check_training(path: Path, training: dict) -> None:
-    from swedge.train_config import AMP_MODES, OPTIMIZERS, SCHEDULES
+    from swedge.training.config import AMP_MODES, OPTIMIZERS, SCHEDULES
 
     for key, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("amp", AMP_MODES)):
         if key in training and training[key] not in allowed:

@@ -86,7 +86,7 @@ def _check(cfg: DemoConfig, out: Path) -> None:
         raise SwedgeError(f"--bench-iters must be >= 1, got {cfg.bench_iters}")
     validate_plan(_export_plan(cfg, out, checkpoint=cfg.checkpoint or out / "train" / "model.safetensors"))
     if not cfg.checkpoint:
-        from swedge.train_config import check_config
+        from swedge.training.config import check_config
 
         check_config(_train_config(cfg, out))
 
@@ -104,7 +104,7 @@ def _stage_data(cfg, out, result, say):
 def _stage_train(cfg, out, result, say):
     if cfg.checkpoint:
         return {"checkpoint": str(cfg.checkpoint), "trained": False}
-    from swedge.trainer import train
+    from swedge.training.trainer import train
 
     path = train(_train_config(cfg, out), progress=cfg.progress, overwrite=True)
     say(f"train: {path}")
@@ -112,7 +112,7 @@ def _stage_train(cfg, out, result, say):
 
 
 def _train_config(cfg: DemoConfig, out: Path):
-    from swedge.train_config import TrainConfig
+    from swedge.training.config import TrainConfig
 
     kw = {"epochs": cfg.epochs} if cfg.epochs is not None else {}
     method, options = (cfg.method, cfg.method_options) if cfg.method else (DEMO_METHOD, DEMO_OPTIONS + cfg.method_options)

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from swedge.compare import RUN_FORMAT, default_pairs, needed_cells, ordered_labels, parse_methods
-from swedge.compare_table import build_table, cell_key, format_markdown, write_report
+from swedge.study.compare import RUN_FORMAT, default_pairs, needed_cells, ordered_labels, parse_methods
+from swedge.study.table import build_table, cell_key, format_markdown, write_report
 from swedge.errors import SwedgeError
 
 WIDTHS = [0.5, 1.0]
@@ -188,7 +188,7 @@ def test_claims_are_checked_from_the_table():
 
 
 def test_claims_with_fewer_than_min_seeds_or_within_the_floor_are_unresolved():
-    from swedge.compare_table import perturbation_floor
+    from swedge.study.table import perturbation_floor
     from swedge.metrics.seed_level import MIN_SEEDS
 
     few = _claim_runs(range(MIN_SEEDS - 1))

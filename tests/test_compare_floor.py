@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from swedge.compare import FLOOR_PERTURBATION, MethodSpec, data_seed, floor_specs, git_commit
+from swedge.study.compare import FLOOR_PERTURBATION, MethodSpec, data_seed, floor_specs, git_commit
 
 
 def test_floor_specs_perturb_the_label_smoothing_only():

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from swedge.contention import ContentionWatch, run_queue_wait
+from swedge.training.contention import ContentionWatch, run_queue_wait
 
 
 class Fake:

@@ -29,7 +29,7 @@ import sys
 import pytest
 import torch
 
-from swedge.trainer import MACHINE_LOG_FIELDS
+from swedge.training.trainer import MACHINE_LOG_FIELDS
 
 # The e2e lane (`make test-e2e`): this module starts multi-process (gloo) training runs (~35 s).
 pytestmark = pytest.mark.e2e
@@ -68,7 +68,7 @@ def _log(run):
 
 REDUCTION_CHECK = """
 import torch, torch.distributed as dist
-from swedge import distributed
+from swedge.training import distributed
 from swedge.nn.model import ModelConfig, build_model
 
 world, device = distributed.init("cpu")
@@ -159,7 +159,7 @@ def test_cuda_ranks_get_a_gpu_each_or_share_one_through_gloo(monkeypatch, gpus, 
     """The device and backend ``distributed.init`` picks under torchrun --nproc_per_node=2 --device cuda:
     a GPU per rank with NCCL; on a one-GPU machine both ranks share it through gloo (NCCL refuses two ranks
     on one GPU); no GPU: a clear error. Runs here without CUDA: the CUDA and process-group calls are faked."""
-    from swedge import distributed
+    from swedge.training import distributed
     from swedge.errors import SwedgeError
 
     chosen = {}

@@ -9,8 +9,8 @@ from swedge.methods import METHODS
 from swedge.methods.base import StepContext
 from swedge.methods.evidential import dirichlet_ace, evidential_loss
 from swedge.nn.model import ModelConfig, build_model
-from swedge.train_config import TrainConfig
-from swedge.trainer import train
+from swedge.training.config import TrainConfig
+from swedge.training.trainer import train
 
 
 def test_smoothed_ace_is_the_expected_smoothed_cross_entropy_monte_carlo():

@@ -2,7 +2,7 @@ import sys
 
 import pytest
 
-from swedge import host_memory
+from swedge.training import host_memory
 
 
 def test_retain_freed_memory_applies_on_linux_glibc():

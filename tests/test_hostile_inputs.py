@@ -404,10 +404,10 @@ def test_unfinished_run_checkpoint_warns(extra, training, warns, small_checkpoin
 def test_killed_run_is_marked_unfinished_and_resume_completes_it(tiny_market, tmp_path, monkeypatch, capsys):
     """A run killed after its first of two epochs is marked unfinished (loading it warns); a damaged state is
     one line; --resume from the good state marks it complete."""
-    import swedge.trainer
+    import swedge.training.trainer
     from swedge.checkpoint import read_metadata
 
-    real_save = swedge.trainer._Run._save
+    real_save = swedge.training.trainer._Run._save
 
     def save_then_die(self, phase, epochs_done, step, *args, **kw):
         real_save(self, phase, epochs_done, step, *args, **kw)
@@ -416,7 +416,7 @@ def test_killed_run_is_marked_unfinished_and_resume_completes_it(tiny_market, tm
 
     argv = [a.format(data=tiny_market, tmp=tmp_path) for a in TRAIN]
     argv[argv.index("--epochs") + 1] = "2"
-    monkeypatch.setattr(swedge.trainer._Run, "_save", save_then_die)
+    monkeypatch.setattr(swedge.training.trainer._Run, "_save", save_then_die)
     assert main(argv + ["--workers", "0"]) == 130
     ckpt = tmp_path / "run" / "model.safetensors"
     assert read_metadata(ckpt)["extra"]["complete"] is False
@@ -425,8 +425,8 @@ def test_killed_run_is_marked_unfinished_and_resume_completes_it(tiny_market, tm
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "did not finish" in err[0] and str(ckpt) in err[0], err
 
-    monkeypatch.setattr(swedge.trainer._Run, "_save", real_save)
-    state_path = tmp_path / "run" / swedge.trainer.STATE_FILE
+    monkeypatch.setattr(swedge.training.trainer._Run, "_save", real_save)
+    state_path = tmp_path / "run" / swedge.training.trainer.STATE_FILE
     good = state_path.read_bytes()
     state = torch.load(state_path, weights_only=True)
     state["model"] = {"not.a.weight": torch.zeros(1)}  # a damaged state whose settings still match
@@ -441,7 +441,7 @@ def test_killed_run_is_marked_unfinished_and_resume_completes_it(tiny_market, tm
 @pytest.mark.parametrize("state, needle", [([1, 2, 3], "holds a list"), ({"format": 1}, "lacks or has the wrong"),
                                            ("text", "holds a str")])
 def test_resume_from_a_non_dict_trainer_state(state, needle, tiny_market, tmp_path, capsys):
-    from swedge.trainer import STATE_FILE
+    from swedge.training.trainer import STATE_FILE
 
     run = tmp_path / "run"
     run.mkdir()
@@ -456,7 +456,7 @@ def test_resume_never_unpickles(tiny_market, tmp_path, capsys):
     """A booby-trapped state: torch.load(weights_only=True) refuses it, in one line, and nothing runs."""
     import pickle
 
-    from swedge.trainer import STATE_FILE
+    from swedge.training.trainer import STATE_FILE
 
     marker = tmp_path / "pwned"
 

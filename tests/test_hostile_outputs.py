@@ -316,7 +316,7 @@ TRAIN = ["--input-size", "32x16", "--widths", "0.5,1.0", "--embedding-dim", "8",
 @pytest.mark.e2e
 def test_kill_9_mid_training_then_resume_finishes_and_nothing_looked_complete(tiny_market, tmp_path):
     from swedge.checkpoint import load_checkpoint
-    from swedge.trainer import LOG_FILE, STATE_FILE
+    from swedge.training.trainer import LOG_FILE, STATE_FILE
 
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "swedge", "train", "--data", str(tiny_market), "--out", str(run), *TRAIN]

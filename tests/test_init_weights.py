@@ -317,7 +317,7 @@ def test_checkpoint_header_checks_the_init_fields(tmp_path):
 
 
 def test_compare_fingerprint_holds_the_files_sha256_not_its_path(tmp_path):
-    from swedge.compare import MethodSpec, fingerprint
+    from swedge.study.compare import MethodSpec, fingerprint
 
     a = _save(tv_state("resnet18", seed=1), tmp_path / "a.pth")
     b = _save(tv_state("resnet18", seed=2), tmp_path / "b.pth")

@@ -13,8 +13,8 @@ from swedge.methods import METHODS
 from swedge.methods.base import StepContext
 from swedge.methods.sfsc import SFSC_SUM_OPTIONS
 from swedge.nn.model import ModelConfig, build_model
-from swedge.train_config import TrainConfig
-from swedge.trainer import train
+from swedge.training.config import TrainConfig
+from swedge.training.trainer import train
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_grad_clip_is_recorded_logged_and_can_be_switched_off(tiny_data, tmp_pat
 
 def test_grad_clip_flag_parses_off_and_rejects_nonsense():
     from swedge.errors import SwedgeError
-    from swedge.train_config import parse_grad_clip
+    from swedge.training.config import parse_grad_clip
 
     assert parse_grad_clip("off") == 0.0 and parse_grad_clip("0") == 0.0 and parse_grad_clip("2.5") == 2.5
     for bad in ("-1", "nan", "lots"):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from swedge.mechanisms import aggregate, format_mechanisms, summarise_log
+from swedge.study.mechanisms import aggregate, format_mechanisms, summarise_log
 
 
 def write_log(path, rows):
@@ -37,7 +37,7 @@ def test_aggregate_and_format_skip_methods_without_mechanisms(tmp_path):
 
 
 def test_ks_spread_says_whether_the_widths_separate_and_clipping_is_summarised(tmp_path):
-    from swedge.mechanisms import KS_SEPARATION
+    from swedge.study.mechanisms import KS_SEPARATION
 
     rows = [{"step": s, "phase": 0, "uncertainty@0.5": 0.5 + KS_SEPARATION * 1.5, "uncertainty@1.0": 0.5,
              "grad_norm": float(s), "clipped": int(s > 6), "clipped_steps": int(s > 6), "clip_steps": 1}

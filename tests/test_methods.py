@@ -8,8 +8,8 @@ from swedge.methods import METHODS
 from swedge.methods.asymmetric import ASYMMETRIC_MARGIN, asymmetric_triplet
 from swedge.methods.base import NonFiniteLossError, StepContext
 from swedge.nn.model import ModelConfig, build_model
-from swedge.train_config import TrainConfig
-from swedge.trainer import train
+from swedge.training.config import TrainConfig
+from swedge.training.trainer import train
 
 
 @pytest.fixture(scope="module")

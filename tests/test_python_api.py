@@ -105,7 +105,7 @@ def test_train_refuses_bad_settings_before_writing_anything(settings, says, tiny
 
 
 def test_train_coerces_settings_into_the_config(monkeypatch, tiny_market, tmp_path):
-    import swedge.trainer
+    import swedge.training.trainer
 
     seen = {}
 
@@ -113,7 +113,7 @@ def test_train_coerces_settings_into_the_config(monkeypatch, tiny_market, tmp_pa
         seen.update(cfg=cfg, resume=resume, overwrite=overwrite)
         return Path(cfg.out) / "model.safetensors"
 
-    monkeypatch.setattr(swedge.trainer, "train", fake_train)
+    monkeypatch.setattr(swedge.training.trainer, "train", fake_train)
     result = swedge.train(tiny_market, str(tmp_path / "run"), widths="0.5,1.0", input_size="64x32",
                           decay_epochs="2,3", schedule="step", epochs="4", grad_clip="off",
                           options={"triplet_weight": 0})
@@ -161,7 +161,7 @@ def test_api_defaults_are_the_exporters_defaults():
 
 
 def test_cli_train_and_bench_are_callers_of_the_api(monkeypatch, tmp_path, capsys):
-    from swedge.train_config import TrainConfig
+    from swedge.training.config import TrainConfig
 
     calls = {}
 

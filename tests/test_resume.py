@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from swedge.cli import main
-from swedge.train_config import TrainConfig
-from swedge.trainer import MACHINE_LOG_FIELDS, STATE_FILE, train
+from swedge.training.config import TrainConfig
+from swedge.training.trainer import MACHINE_LOG_FIELDS, STATE_FILE, train
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from swedge.errors import SwedgeError
-from swedge.train_config import TrainConfig, check_config, check_device, lr_factor
+from swedge.training.config import TrainConfig, check_config, check_device, lr_factor
 
 
 def _cfg(**kw):
@@ -77,7 +77,7 @@ def test_lr_schedules():
 
 def test_step_schedule_in_a_training_run(tmp_path):
     from swedge.data.synth import generate
-    from swedge.trainer import train
+    from swedge.training.trainer import train
 
     data = tmp_path / "d"
     generate(data, train_ids=8, test_ids=4, cameras=2, images_per_camera=2, size=(32, 16), seed=3, progress=False)

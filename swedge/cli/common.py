@@ -36,7 +36,7 @@ TRAINING_FIELDS = ("arch", "widths", "embedding_dim", "input_size", "epochs", "i
 
 def _grad_clip(text: str) -> float:
     from swedge.errors import SwedgeError
-    from swedge.train_config import parse_grad_clip
+    from swedge.training.config import parse_grad_clip
 
     try:
         return parse_grad_clip(text)
@@ -46,7 +46,7 @@ def _grad_clip(text: str) -> float:
 
 def add_training_arguments(parser, defaults) -> None:
     """The model / schedule / device flags of TrainConfig (``defaults``: a TrainConfig) on ``parser``."""
-    from swedge.train_config import AMP_MODES, OPTIMIZERS, SCHEDULES
+    from swedge.training.config import AMP_MODES, OPTIMIZERS, SCHEDULES
     d, add = defaults, parser.add_argument
     add("--arch", default=d.arch, help="backbone: resnet18, resnet50, mobilenetv2 (default %(default)s)")
     add("--widths", type=parse_widths, default=d.widths, help="comma-separated, largest must be 1.0 "

@@ -36,7 +36,7 @@ the perturbation floor), fails (excludes 0 the other way, above the floor), else
 seeds always unresolved. The floor (--perturb-floor N): the floor method retrained N more times at seed 0 with
 its label smoothing moved by k x 1e-5, the spread (max - min) of each cell's mAP; printed next to every verdict.
 
-The table then checks the seed's claims on your data (swedge/claims.py), at the seed level: sfsc compatible at
+The table then checks the seed's claims on your data (swedge/study/claims.py), at the seed level: sfsc compatible at
 every width; its cross-tests beat bct-s, asymmetric-s, bct and asymmetric; its self-tests within 1 point of
 unified; the default-method rule (sfsc's mean off-diagonal mAP beats sfsc-sum's); and the ablation ladder
 sfsc-sum -> +projection / +uncertainty -> sfsc (one mechanism per rung). Every table names the git commit, this
@@ -45,7 +45,7 @@ command line and the data-generation seed (dataset.json).
 
 
 def register(sub) -> None:
-    from swedge.train_config import TrainConfig  # like `swedge train`: its defaults show in --help
+    from swedge.training.config import TrainConfig  # like `swedge train`: its defaults show in --help
 
     d = TrainConfig(data="", out="")
     p = sub.add_parser("compare", help="train methods x seeds and tabulate self/cross-tests with paired tests",
@@ -77,8 +77,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from swedge.compare import parse_methods, run_compare
-    from swedge.compare_table import format_markdown
+    from swedge.study.compare import parse_methods, run_compare
+    from swedge.study.table import format_markdown
     from swedge.errors import SwedgeError
 
     if args.seeds < 1:

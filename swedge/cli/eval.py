@@ -40,7 +40,7 @@ def run(args) -> int:
     from swedge.evaluate import evaluate_checkpoint
     from swedge.io import atomic_write_json
     from swedge.report.heatmap import save_heatmap
-    from swedge.train_config import check_device
+    from swedge.training.config import check_device
 
     if args.batch_size < 1 or args.workers < 0:
         raise SwedgeError(f"--batch-size must be >= 1 and --workers >= 0, got {args.batch_size} and {args.workers}")

@@ -34,7 +34,7 @@ On a GPU the four widths' step is launch-bound at small batches: on an H100, Res
 
 
 def register(sub) -> None:
-    from swedge.train_config import TrainConfig
+    from swedge.training.config import TrainConfig
 
     d = TrainConfig(data="", out="")
     p = sub.add_parser("train", help="train a width-switchable checkpoint", epilog=EXAMPLES + _methods_help(),

@@ -2,7 +2,7 @@
 
 The method (``swedge.methods``) only turns a batch into gradients; everything else lives here, so the loop
 has no per-method branches. Launched by ``torchrun``, every process runs this loop on its share of each
-global batch (``swedge.distributed``); rank 0 alone writes files and shows progress.
+global batch (``swedge.training.distributed``); rank 0 alone writes files and shows progress.
 """
 
 from __future__ import annotations
@@ -19,17 +19,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from swedge import distributed
+from swedge.training import distributed
 from swedge.checkpoint import save_checkpoint
-from swedge.contention import ContentionWatch
+from swedge.training.contention import ContentionWatch
 from swedge.data.dataset import loader_batches
 from swedge.errors import SwedgeError
-from swedge.host_memory import retain_freed_memory
+from swedge.training.host_memory import retain_freed_memory
 from swedge.io import atomic_write_bytes
 from swedge.methods import METHODS
 from swedge.methods.base import StepContext
 from swedge.nn.model import ModelConfig, build_model
-from swedge.train_config import LATER_FIELDS, TrainConfig, check_config, lr_factor
+from swedge.training.config import LATER_FIELDS, TrainConfig, check_config, lr_factor
 
 CKPT_FILE, LOG_FILE, STATE_FILE = "model.safetensors", "train_log.jsonl", "trainer_state.pt"
 RUN_FILES = (CKPT_FILE, LOG_FILE, STATE_FILE)  # a folder holding any of them is a run (--force may replace it)

@@ -7,7 +7,7 @@ Layout under OUT:
     table.md, table.json    the summary (rebuilt from every requested run's eval.json on each call)
     heatmaps/<label>.png    mean cross-model mAP matrix over seeds
 
-This module trains and evaluates; the summary is built in ``swedge.compare_table``.
+This module trains and evaluates; the summary is built in ``swedge.study.table``.
 
 Perturbation floor (``perturb_floor=N``): the reference method is retrained N more times at seed 0 with its
 label smoothing moved by k * FLOOR_PERTURBATION (k = 1..N), a change no result should depend on; the spread of
@@ -35,11 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from swedge.claims import claim_pairs
-from swedge.compare_table import build_table, cell_key, off_diagonal_mean, perturbation_floor, write_report
+from swedge.study.claims import claim_pairs
+from swedge.study.table import build_table, cell_key, off_diagonal_mean, perturbation_floor, write_report
 from swedge.errors import SwedgeError
 from swedge.io import atomic_write_json
-from swedge.mechanisms import summarise_log
+from swedge.study.mechanisms import summarise_log
 
 # DESIGN §4 table order; labels of option variants (e.g. sfsc-kernel=sfsc) sort right after their method.
 METHOD_ORDER = ("independent", "unified", "bct", "bct-s", "asymmetric", "asymmetric-s", "sfsc-sum",
@@ -243,8 +243,8 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
     method) at seed 0 give the floor; ``command``: the command line the table names (default sys.argv).
     Returns the table dict.
     """
-    from swedge.train_config import LATER_FIELDS, TrainConfig, check_config
-    from swedge.trainer import train as train_one
+    from swedge.training.config import LATER_FIELDS, TrainConfig, check_config
+    from swedge.training.trainer import train as train_one
 
     if resamples < MIN_RESAMPLES:
         raise SwedgeError(f"--resamples must be >= {MIN_RESAMPLES} for a paired test's interval, got {resamples}")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from swedge.claims import check_claims, format_claims, ladder
+from swedge.study.claims import check_claims, format_claims, ladder
 from swedge.errors import SwedgeError
 from swedge.io import atomic_write_bytes, atomic_write_json
-from swedge.mechanisms import aggregate, format_mechanisms
+from swedge.study.mechanisms import aggregate, format_mechanisms
 from swedge.metrics.paired import paired_over_seeds
 from swedge.metrics.seed_level import hierarchical_bootstrap, seed_test, verdict
 
