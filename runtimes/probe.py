@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from swedge.metrics.cross import retrieval_grid
 from swedge.metrics.fidelity import feature_problem
 from swedge.metrics.retrieval import evaluate
 from swedge.runtimes.manifest import Bundle, BundleError
@@ -77,6 +78,14 @@ class Probe:
     def retrieval(self, queries: np.ndarray, gallery: np.ndarray):
         q, g = self.is_query, ~self.is_query
         return evaluate(queries, gallery, self.pids[q], self.pids[g], self.camids[q], self.camids[g])
+
+    def grid(self, query_sets: list, gallery_sets: list) -> dict:
+        """{(i, j): retrieval of query_sets[i]'s queries in gallery_sets[j]'s gallery}, each set of probe-row
+        features (N, D) split here."""
+        q, g = self.is_query, ~self.is_query
+        return retrieval_grid({i: f[q] for i, f in enumerate(query_sets)},
+                              {j: f[g] for j, f in enumerate(gallery_sets)},
+                              self.pids[q], self.pids[g], self.camids[q], self.camids[g])
 
 
 def _probe_inputs(path, name: str, expected: tuple, batch: int) -> NpyRows:

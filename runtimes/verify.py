@@ -265,6 +265,6 @@ def compatibility_matrix(rows: list[Row], refs: dict, probe: Probe) -> dict:
     server_w = max(refs)
     galleries = [(f"torch w{w:g}", f) for w, f in sorted(refs.items())]
     galleries += [(r.label, r.features) for r in rows if r.features is not None and r.width == server_w]
-    values = [[100 * probe.retrieval(probe.split(qf)[0], probe.split(gf)[1]).map for _, gf in galleries]
-              for _, qf in queries]
+    grid = probe.grid([f for _, f in queries], [f for _, f in galleries])
+    values = [[100 * grid[i, j].map for j in range(len(galleries))] for i in range(len(queries))]
     return {"labels": [q for q, _ in queries], "columns": [g for g, _ in galleries], "map": values}

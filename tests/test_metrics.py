@@ -217,6 +217,23 @@ def test_cross_matrix():
     assert "Rank-1" in cm.format_table("rank1")
 
 
+def test_retrieval_grid_cells_are_per_pair_evaluations_keyed_by_any_label():
+    from swedge.metrics.cross import retrieval_grid
+
+    feats, ids = _cross_features(np.random.default_rng(1))
+    queries = {"a": feats[0.25][0], "b": feats[1.0][0]}
+    galleries = {"x": feats[0.5][1], "y": feats[1.0][1]}
+    grid = retrieval_grid(queries, galleries, *ids, per_query=True)
+    assert list(grid) == [("a", "x"), ("a", "y"), ("b", "x"), ("b", "y")]
+    for (qk, gk), r in grid.items():
+        alone = evaluate(queries[qk], galleries[gk], *ids, return_per_query=True)
+        assert r.map == pytest.approx(alone.map) and r.rank1 == pytest.approx(alone.rank1)
+        np.testing.assert_allclose(r.ap_per_query, alone.ap_per_query)
+    matrix, cells = cross_matrix(feats, *ids, per_query=True)
+    assert matrix.map[0, 2] == pytest.approx(100 * cells[0.25, 1.0].map)
+    assert len(cells[0.25, 1.0].ap_per_query) == len(ids[0])
+
+
 def test_import_is_torch_and_matplotlib_free():
     code = "import swedge.metrics, sys; assert 'torch' not in sys.modules and 'matplotlib' not in sys.modules"
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

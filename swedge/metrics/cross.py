@@ -54,19 +54,29 @@ class CrossMatrix:
         return "\n".join(lines)
 
 
-def cross_matrix(features: dict, q_pids, g_pids, q_camids, g_camids) -> CrossMatrix:
-    """features[w] = (query_feats, gallery_feats) of width w; every width must share one feature dim."""
+def retrieval_grid(queries: dict, galleries: dict, q_pids, g_pids, q_camids, g_camids, *,
+                   per_query: bool = False) -> dict:
+    """{(query key, gallery key): RetrievalResult} for every pair: the one place a matrix of retrieval cells is
+    computed (cross-width matrices here and in the study, verify's runtime x width matrix). Keys are any labels;
+    each feature set is L2-normalised once, not once per cell."""
+    qn = {k: l2_normalize(_as_features(f, f"query_feats[{k}]")) for k, f in queries.items()}
+    gn = {k: l2_normalize(_as_features(f, f"gallery_feats[{k}]")) for k, f in galleries.items()}
+    return {(qk, gk): evaluate(qf, gf, q_pids, g_pids, q_camids, g_camids, normalize=False,
+                               return_per_query=per_query)
+            for qk, qf in qn.items() for gk, gf in gn.items()}
+
+
+def cross_matrix(features: dict, q_pids, g_pids, q_camids, g_camids, *, per_query: bool = False):
+    """features[w] = (query_feats, gallery_feats) of width w; every width must share one feature dim.
+
+    With ``per_query`` it returns (CrossMatrix, the grid's {(wq, wg): RetrievalResult}) for per-query AP."""
     if not features:
         raise ValueError("features is empty")
     widths = sorted(float(w) for w in features)
     by_width = {float(w): v for w, v in features.items()}
-    # Normalise each width's features once, not once per cell.
-    qn = {w: l2_normalize(_as_features(by_width[w][0], f"query_feats[{w}]")) for w in widths}
-    gn = {w: l2_normalize(_as_features(by_width[w][1], f"gallery_feats[{w}]")) for w in widths}
-    n = len(widths)
-    map_, rank1 = np.zeros((n, n)), np.zeros((n, n))
-    for i, wq in enumerate(widths):
-        for j, wg in enumerate(widths):
-            r = evaluate(qn[wq], gn[wg], q_pids, g_pids, q_camids, g_camids, normalize=False)
-            map_[i, j], rank1[i, j] = 100.0 * r.map, 100.0 * r.rank1
-    return CrossMatrix(widths=widths, map=map_, rank1=rank1)
+    grid = retrieval_grid({w: by_width[w][0] for w in widths}, {w: by_width[w][1] for w in widths},
+                          q_pids, g_pids, q_camids, g_camids, per_query=per_query)
+    map_ = np.array([[100.0 * grid[wq, wg].map for wg in widths] for wq in widths])
+    rank1 = np.array([[100.0 * grid[wq, wg].rank1 for wg in widths] for wq in widths])
+    matrix = CrossMatrix(widths=widths, map=map_, rank1=rank1)
+    return (matrix, grid) if per_query else matrix

@@ -40,14 +40,16 @@ from swedge.study.table import build_table, cell_key, off_diagonal_mean, perturb
 from swedge.errors import SwedgeError
 from swedge.io import atomic_write_json
 from swedge.study.mechanisms import summarise_log
+from swedge.training.config import RESULT_NEUTRAL
 
 # DESIGN §4 table order; labels of option variants (e.g. sfsc-kernel=sfsc) sort right after their method.
 METHOD_ORDER = ("independent", "unified", "bct", "bct-s", "asymmetric", "asymmetric-s", "sfsc-sum",
                 "sfsc-projection-only", "sfsc-uncertainty-only", "sfsc")
 RUN_FORMAT = "swedge-compare-run/1"
-# TrainConfig fields that do not change the trained model's numbers (where, how fast), so a resume may differ.
-# "init" (the path) is replaced by "init_sha256" (the content): a moved file is the same start.
-_NOT_FINGERPRINTED = ("data", "out", "workers", "device", "log_every", "init")
+# TrainConfig fields a finished run need not share with the command reusing it: the result-neutral ones, the data
+# folder (the study's own, its seed is in the provenance), and "init" (the path), replaced by "init_sha256" (the
+# content): a moved file is the same start.
+_NOT_FINGERPRINTED = (*RESULT_NEUTRAL, "data", "init")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 FLOOR_PERTURBATION = 1e-5  # added k times to the reference's label_smoothing for the k-th floor run
 FLOOR_SEED = 0
@@ -196,27 +198,20 @@ def evaluate_run(checkpoint, data, *, batch_size: int = 128, workers: int = 2, p
     """The 4x4 matrix like `swedge eval`, keeping per-query AP for :func:`needed_cells`."""
     from swedge.checkpoint import load_checkpoint
     from swedge.evaluate import checkpoint_features
-    from swedge.metrics.retrieval import evaluate, l2_normalize
+    from swedge.metrics.cross import cross_matrix
 
     ckpt = load_checkpoint(checkpoint)
-    widths, features, splits, (qp, gp, qc, gc) = checkpoint_features(
+    widths, features, splits, ids = checkpoint_features(
         ckpt, data, batch_size=batch_size, workers=workers, progress=progress, device=device)
-    q = {w: l2_normalize(f[0]) for w, f in features.items()}
-    g = {w: l2_normalize(f[1]) for w, f in features.items()}
-
-    n = len(widths)
-    map_, rank1, per_query, valid = np.zeros((n, n)), np.zeros((n, n)), {}, 0
-    keep = set(needed_cells(widths))
-    for i, wq in enumerate(widths):
-        for j, wg in enumerate(widths):
-            r = evaluate(q[wq], g[wg], qp, gp, qc, gc, normalize=False, return_per_query=True)
-            map_[i, j], rank1[i, j], valid = 100 * r.map, 100 * r.rank1, r.num_valid_queries
-            if (wq, wg) in keep:
-                # JSON has no NaN: a skipped query (no valid positive) is stored as null.
-                per_query[cell_key(wq, wg)] = [None if np.isnan(v) else round(float(v), 6) for v in r.ap_per_query]
+    matrix, grid = cross_matrix(features, *ids, per_query=True)
+    # JSON has no NaN: a skipped query (no valid positive) is stored as null.
+    per_query = {cell_key(wq, wg): [None if np.isnan(v) else round(float(v), 6) for v in grid[wq, wg].ap_per_query]
+                 for wq, wg in needed_cells(widths)}
+    valid = grid[widths[-1], widths[-1]].num_valid_queries
     # Identifies the query list, so paired tests only ever pair the same queries.
     names = "\n".join(f"{Path(r.path).name}|{r.pid}|{r.camid}" for r in splits.query)
-    return {"widths": widths, "map": map_.tolist(), "rank1": rank1.tolist(), "num_queries": len(splits.query),
+    return {"widths": widths, "map": matrix.map.tolist(), "rank1": matrix.rank1.tolist(),
+            "num_queries": len(splits.query),
             "num_valid_queries": valid, "queries_sha256": hashlib.sha256(names.encode()).hexdigest(),
             "per_query_ap": per_query, "checkpoint_sha256": ckpt.file_sha256}
 

@@ -29,7 +29,7 @@ from swedge.io import atomic_write_bytes
 from swedge.methods import METHODS
 from swedge.methods.base import StepContext
 from swedge.nn.model import ModelConfig, build_model
-from swedge.training.config import LATER_FIELDS, TrainConfig, check_config, lr_factor
+from swedge.training.config import LATER_FIELDS, RESULT_NEUTRAL, TrainConfig, check_config, lr_factor
 
 CKPT_FILE, LOG_FILE, STATE_FILE = "model.safetensors", "train_log.jsonl", "trainer_state.pt"
 RUN_FILES = (CKPT_FILE, LOG_FILE, STATE_FILE)  # a folder holding any of them is a run (--force may replace it)
@@ -37,8 +37,8 @@ STATE_FORMAT = 1
 # Train-log fields about the machine (how long, how contended), not about what was learned: they differ between
 # otherwise identical runs.
 MACHINE_LOG_FIELDS = ("elapsed_s", "cpu_wait_share", "peak_mem_gib")
-# Settings a resumed run may change: they do not change the loss trajectory.
-RESUMABLE_CHANGES = ("out", "workers", "device", "channels_last", "log_every", "max_steps")
+# Settings a resumed run may change: they do not change the loss trajectory (max_steps only where it stops).
+RESUMABLE_CHANGES = (*RESULT_NEUTRAL, "channels_last", "max_steps")
 
 
 def _seed_everything(seed: int) -> None:
