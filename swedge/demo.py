@@ -145,7 +145,7 @@ def _stage_eval(cfg, out, result, say):
 
 
 def _stage_export(cfg, out, result, say):
-    from swedge.cli.export import format_summary
+    from swedge.exporters.summary import format_summary
     from swedge.exporters.bundle import export_bundle
 
     manifest = export_bundle(_export_plan(cfg, out, _checkpoint(result)), progress=cfg.progress)

@@ -34,3 +34,27 @@ def test_an_unknown_attribute_of_swedge_is_an_attribute_error():
 
     with pytest.raises(AttributeError, match="no attribute 'trian'"):
         swedge.trian
+
+
+def test_arrows_run_down_nothing_below_the_cli_imports_it():
+    """The CLI is a thin caller: library, exporters, runtimes and calibration never import swedge.cli."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    offenders = []
+    for folder in ("swedge", "exporters", "runtimes", "calibration"):
+        for path in (root / folder).rglob("*.py"):
+            if path.relative_to(root).parts[:2] == ("swedge", "cli") or path.name == "__main__.py":
+                continue  # the CLI itself and `python -m` entry points sit on top
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                offenders += [f"{path.relative_to(root)}: {n}" for n in names if n.startswith("swedge.cli")]
+    assert not offenders, offenders
+
+
+def test_the_training_subpackage_never_shadows_swedge_train():
+    """A subpackage named `swedge.train` would replace the swedge.train() function once imported."""
+    code = "import swedge.training.trainer, swedge.study.compare, swedge; assert callable(swedge.train), swedge.train"
+    subprocess.run([sys.executable, "-c", code], check=True)

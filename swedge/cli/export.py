@@ -67,49 +67,9 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def summary_rows(manifest: dict, notes: list[str] | None = None) -> list[list]:
-    """One row per artifact; TensorRT engine skip reasons go to ``notes`` (printed once under the table)."""
-    rows = []
-    for a in manifest["artifacts"]:
-        parity = a.get("parity") or {}
-        cos = f"{parity['cosine_min']:.6f} ({parity['runtime']})" if parity.get("cosine_min") is not None else "-"
-        size = f"{a['bytes'] / 1e6:.2f}" if "bytes" in a else "-"
-        secs = f"{a['export_seconds']:.1f}" if "export_seconds" in a else "-"
-        status = a["status"] if a["status"] == "ok" else f"{a['status']}: {a.get('reason', '')}"
-        if a["status"] == "ok" and a.get("engine", {}).get("status") == "skipped":
-            reason = a["engine"].get("reason", "")
-            if notes is not None and reason not in notes:
-                notes.append(reason)
-            status = f"ok, TRT-ready ONNX; engine skipped [{notes.index(reason) + 1 if notes is not None else reason}]"
-        status += repair_note(a.get("repair"))
-        rows.append([a["format"], f"{a['width']:g}", a["precision"], size, secs, cos, status])
-    return rows
-
-
-def repair_note(repair: dict | None) -> str:
-    """What --int8-repair did to an artifact, for the summary's status column ('' when it was not asked)."""
-    if not repair or repair.get("needed") is False:
-        return "" if not repair else ", gate passes as is"
-    if repair.get("needed") is None:
-        return ", gate not checked (no runtime here)"
-    before = f"ΔmAP cross {repair['before']['delta_map']:+.2f}"
-    if repair.get("repaired"):
-        return (f", repaired: {len(repair['kept_float'])} layer(s) float, {before} -> "
-                f"{repair['after']['delta_map']:+.2f}")
-    return f", NOT repaired ({before}): {repair.get('reason', '')}"
-
-
-def format_summary(manifest: dict) -> str:
-    from swedge.report.table import text_table
-
-    notes: list[str] = []
-    headers = ["format", "width", "precision", "MB", "seconds", "parity cos min", "status"]
-    table = text_table(headers, summary_rows(manifest, notes), right={1, 3, 4})
-    return "\n".join([table] + [f"[{i}] {n}" for i, n in enumerate(notes, 1)])
-
-
 def run(args) -> int:
     from swedge.api import export
+    from swedge.exporters.summary import format_summary
 
     bundle = export(args.checkpoint, args.out, formats=args.formats, widths=args.widths or None,
                     precisions=args.precisions, calib=args.calib, calib_size=args.calib_size, probe=args.probe,
