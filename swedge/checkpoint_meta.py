@@ -95,7 +95,7 @@ def check_fields(path: Path, meta: dict) -> None:
 
 def _check_model(path: Path, model: dict) -> None:
     from swedge.nn.backbones import BACKBONES
-    from swedge.nn.model import CLASSIFIER_KINDS, EVIDENTIAL_BIAS_KINDS, MEMBER_KINDS
+    from swedge.nn.model import CLASSIFIER_KINDS, EVIDENTIAL_BIAS_KINDS, MEMBER_KINDS, NECK_SHIFT_KINDS
     from swedge.nn.slimmable import check_widths
 
     if model.get("arch") not in BACKBONES:
@@ -113,7 +113,8 @@ def _check_model(path: Path, model: dict) -> None:
     extra = model.get("extra", {})
     if not isinstance(extra, dict):
         _bad(path, "model.extra", f"must be a JSON object, got {type(extra).__name__}")
-    allowed = {"classifier": CLASSIFIER_KINDS, "members": MEMBER_KINDS, "evidential_bias": EVIDENTIAL_BIAS_KINDS}
+    allowed = {"classifier": CLASSIFIER_KINDS, "members": MEMBER_KINDS, "evidential_bias": EVIDENTIAL_BIAS_KINDS,
+               "neck_shift": NECK_SHIFT_KINDS}
     for key, value in extra.items():
         if key not in allowed or value not in allowed[key]:
             _bad(path, f"model.extra.{key}", f"is {value!r}; known: " +

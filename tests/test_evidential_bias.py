@@ -95,3 +95,20 @@ def test_evidential_bias_is_trained_and_checkpointed_but_not_exported(tiny_data,
     for w in ck.widths:  # what every exporter sees: no evidential bias among its parameters
         sliced = slice_model(ck.model, w)
         assert not any("evidential" in name for name, _ in sliced.named_parameters())
+
+
+def test_neck_shift_is_frozen_by_default_and_trained_into_the_embedding_when_asked(tiny_data, tmp_path):
+    """The other route to logits below zero batch mean: the BNNeck's shift, trained; unlike the evidential bias it
+    is part of the embedding, so every width's sliced (exported) module carries it."""
+    assert not any(bn.bias.requires_grad for bn in build_model(ModelConfig(num_classes=5)).neck_bn.bn)
+    cfg = TrainConfig(data=str(tiny_data), out=str(tmp_path), method="sfsc", method_options=["neck_shift=true"],
+                      input_size=(32, 16), epochs=1, ids_per_batch=4, images_per_id=2, widths=(0.5, 1.0),
+                      embedding_dim=8, workers=0, max_steps=2)
+    ck = load_checkpoint(train(cfg, progress=False))
+    assert ck.meta["model"]["extra"] == {"neck_shift": True}
+    from swedge.nn.slicing import slice_model
+
+    for i, w in enumerate(ck.widths):
+        shift = ck.model.neck_bn.bn[i].bias
+        assert shift.requires_grad and bool(shift.abs().sum() > 0)  # the optimiser moved it from 0
+        torch.testing.assert_close(slice_model(ck.model, w).neck_bn.bias, shift.detach())

@@ -12,7 +12,9 @@ evidential loss to scaled cosine logits (a variant measured in the study, not th
 classifier is bias-free on a BNNeck with its shift frozen at 0, so in train mode every class has zero
 batch-mean logit and softplus evidence >= ln 2 on average: K/S cannot leave ~0.5 without a bias). Off by default
 (the paper has none); a model parameter (``evidential_bias`` in ModelConfig.extra), trained and checkpointed,
-never part of the embedding or an export.
+never part of the embedding or an export. ``neck_shift``: the other way the issue names, the BNNeck's shift
+trained instead of frozen (``neck_shift`` in ModelConfig.extra): the logits W(x̂ + β_w) get a per-width,
+per-class offset Wβ_w, for CE and evidence alike, and β_w moves each width's embedding (and so its cross-test).
 
 The ablation ladder differs by ONE mechanism per rung: sfsc-sum (CE, no projection, sum) ->
 sfsc-projection-only (+projection) / sfsc-uncertainty-only (+evidential loss) -> sfsc (both); sfsc-sum is
@@ -55,6 +57,7 @@ class Sfsc(Method):
         logit_scale: float = 16.0  # only for cosine logits
         full_width_loss: str = "ce"  # ce | evidential
         evidential_bias: bool = False  # a learnable per-class bias on the evidential path only
+        neck_shift: bool = False  # train the BNNeck's shift (part of the embedding) instead of freezing it at 0
         label_smoothing: float = 0.1
         triplet_weight: float = 1.0
         triplet_margin: float = 0.3
@@ -75,7 +78,8 @@ class Sfsc(Method):
                               "(the bias lives on the evidential path only)")
 
     def model_extra(self) -> dict:
-        return {"evidential_bias": True} if self.options.evidential_bias else {}
+        flags = {"evidential_bias": self.options.evidential_bias, "neck_shift": self.options.neck_shift}
+        return {key: True for key, on in flags.items() if on}
 
     def _evidential_logits(self, model, out, width):
         """The logits the evidential loss (and the K/S reading) sees: the shared classifier's, or scaled cosine

@@ -24,6 +24,9 @@ MEMBER_KINDS = ("per-width",)
 # extra["evidential_bias"] = True: a learnable per-class bias for the evidential loss (sfsc's
 # ``evidential_bias``); used by that loss only, never by forward() (the embedding) nor by an export.
 EVIDENTIAL_BIAS_KINDS = (True, False)
+# extra["neck_shift"] = True: the BNNeck's shift is trained (sfsc's ``neck_shift``) instead of frozen at 0, so the
+# shared classifier's logits can leave zero batch mean; unlike the evidential bias it is part of the embedding.
+NECK_SHIFT_KINDS = (True, False)
 
 
 @dataclass
@@ -75,8 +78,11 @@ class SwitchableEmbedder(_WidthSwitch, nn.Module):
         self.neck = SlimmableLinear(self.backbone.out_channels, config.embedding_dim, ws)
         self.neck_bn = SwitchableBatchNorm1d(config.embedding_dim, ws, slim=False)
         nn.init.zeros_(self.neck.bias)
-        for bn in self.neck_bn.bn:  # BNNeck: no shift, so the classifier sees a centred embedding
-            bn.bias.requires_grad_(False)
+        if config.extra.get("neck_shift", False) not in NECK_SHIFT_KINDS:
+            raise ValueError(f"neck_shift must be true or false, got {config.extra['neck_shift']!r}")
+        if not config.extra.get("neck_shift"):
+            for bn in self.neck_bn.bn:  # BNNeck: no shift, so the classifier sees a centred embedding
+                bn.bias.requires_grad_(False)
         # One classifier shared by every width (what makes the widths compatible), or a private one per width
         # (the `unified`/-S baselines): config.extra["classifier"] = "shared" | "per-width".
         kind = config.extra.get("classifier", "shared")
