@@ -228,7 +228,7 @@ def test_a_second_writer_fails_at_once_naming_the_first(argv, tiny_checkpoint, t
         seconds = time.perf_counter() - t0
     err = capsys.readouterr().err
     assert rc == 2 and f"{out} is being written by swedge export (the first) (pid {os.getpid()})" in err, err
-    assert seconds < 5 and not out.exists()
+    assert seconds < 30 and not out.exists()  # "at once": no waiting for the first writer (loaded CI boxes: imports)
 
 
 def _ctrl_c_inside(original, swallow: bool, at: int, calls: list):
