@@ -110,7 +110,7 @@ def test_sfsc_sum_equals_summed_loss_gradient():
 
 
 def test_sfsc_without_its_mechanisms_is_sfsc_sum_up_to_the_merge():
-    """uncertainty=false, projection=none: merge=sum gives sfsc-sum's gradient; the faithful merge=mean gives
+    """uncertainty=false, projection=none: merge=sum (the default, PCGrad's Algorithm 1) gives sfsc-sum's gradient; the option merge=mean gives
     the shared parameters 1/n of it and leaves width-private BN summed."""
     grads = {}
     for label, method, opts in [("sum-method", "sfsc-sum", {}),

@@ -67,8 +67,8 @@ def test_matches_literal_pcgrad_and_reference_merge(granularity, seed):
     projected, merged = _reference(grads, shapes, res.order, granularity)
     for got, want in zip(res.grads, projected):
         torch.testing.assert_close(_flat(got, shapes), want, rtol=1e-5, atol=1e-5, check_dtype=False)
-    torch.testing.assert_close(_flat(res.merged(), shapes), merged, rtol=1e-5, atol=1e-5, check_dtype=False)
-    torch.testing.assert_close(_flat(merge(res.grads, res.used), shapes), merged, rtol=1e-5, atol=1e-5,
+    torch.testing.assert_close(_flat(res.merged("mean"), shapes), merged, rtol=1e-5, atol=1e-5, check_dtype=False)
+    torch.testing.assert_close(_flat(merge(res.grads, res.used, "mean"), shapes), merged, rtol=1e-5, atol=1e-5,
                                check_dtype=False)
 
 
@@ -137,7 +137,7 @@ def test_merge_means_shared_and_sums_private():
     g = [{"shared": T([1.0, 2.0]), "bn.0": T([3.0]), "bn.1": None, "pair": T([1.0])},
          {"shared": T([3.0, 6.0]), "bn.0": None, "bn.1": T([5.0]), "pair": T([2.0])},
          {"shared": T([2.0, 1.0]), "bn.0": None, "pair": None}]  # width 2 has no 'bn.1' key at all
-    out = merge(g)
+    out = merge(g, shared_rule="mean")
     torch.testing.assert_close(out["shared"], T([2.0, 3.0]))
     torch.testing.assert_close(out["bn.0"], T([3.0]))
     torch.testing.assert_close(out["bn.1"], T([5.0]))
@@ -146,10 +146,10 @@ def test_merge_means_shared_and_sums_private():
     # Zero-filled instead of None: usage(nonzero=True) recovers who uses what.
     zf = [{k: (v if v is not None else torch.zeros(1)) for k, v in gw.items() if k != "shared"} for gw in g]
     assert usage(zf, nonzero=True) == [{"bn.0", "pair"}, {"bn.1", "pair"}, set()]
-    torch.testing.assert_close(merge(zf, usage(zf, nonzero=True))["pair"], T([3.0]))
+    torch.testing.assert_close(merge(zf, usage(zf, nonzero=True), "mean")["pair"], T([3.0]))
     assert "nothing" not in merge([{"nothing": None}, {}])
     # The "sum" rule sums shared parameters too, like gradients accumulated by backward.
-    summed = merge(g, shared_rule="sum")
+    summed = merge(g)  # the default: sum (PCGrad's Algorithm 1)
     torch.testing.assert_close(summed["shared"], T([6.0, 9.0]))
     torch.testing.assert_close(summed["bn.1"], T([5.0]))
     res = project_conflicts(g, generator=random.Random(0))
@@ -217,7 +217,7 @@ def test_vector_projection_writes_into_other_widths_private_params():
     c = -1.0 / 6.0  # <g0, g1> / ||g1||^2
     torch.testing.assert_close(res.grads[0]["bn.1"], T([-c * 2.0]))
     assert res.used == [{"w", "bn.0"}, {"w", "bn.1"}]
-    merged = res.merged()
+    merged = res.merged("mean")
     torch.testing.assert_close(merged["bn.1"], res.grads[0]["bn.1"] + res.grads[1]["bn.1"])  # summed
     torch.testing.assert_close(merged["w"], (res.grads[0]["w"] + res.grads[1]["w"]) / 2)  # averaged
     # Per tensor the private BNs never interact.

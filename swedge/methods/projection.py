@@ -20,10 +20,11 @@ Implementation: every g_i' is a linear combination sum_k A[i, k] g_k of the orig
 (per group), the sequential PCGrad rule runs on tiny n x n matrices batched over all groups, and the projected
 gradients or the merge are one weighted sum each. Exact algebra, about two passes over the gradients.
 
-Merge (DESIGN §4): mean over the widths for parameters every width uses, sum for width-private ones (only some
-widths use them). "Uses" comes from the *original* gradients (``usage``), not from the projected ones. The
-option "sum" sums every parameter instead (what sfsc-sum's accumulated backward does): with Adam's coupled L2
-weight decay the mean makes weight decay n times stronger, relative to the gradient, on the shared parameters.
+Merge (docs/design.md §4): "sum" (the default; PCGrad's Algorithm 1 and its authors' code) sums every parameter's
+projected gradients over the widths, as sfsc-sum's accumulated backward does. "mean" (an option) takes the mean
+for parameters every width uses and the sum for width-private ones (only some widths use them); "uses" comes from
+the *original* gradients (``usage``), not from the projected ones. With Adam's coupled L2 weight decay the mean
+makes weight decay n times stronger, relative to the gradient, on the shared parameters.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ MERGES = ("mean", "sum")
 
 
 def _merge(grads: Grads, used: list[set[str]], coef: dict[str, torch.Tensor] | None,
-           shared_rule: str = "mean") -> dict[str, torch.Tensor]:
+           shared_rule: str = "sum") -> dict[str, torch.Tensor]:
     if shared_rule not in MERGES:
         raise ValueError(f"unknown merge {shared_rule!r}; choose one of {', '.join(MERGES)}")
     n, names = len(grads), _names(grads)
@@ -186,7 +187,7 @@ def _merge(grads: Grads, used: list[set[str]], coef: dict[str, torch.Tensor] | N
     return {name: out[name] for name in names if name in out}
 
 
-def merge(grads: Grads, used: list[set[str]] | None = None, shared_rule: str = "mean") -> dict[str, torch.Tensor]:
+def merge(grads: Grads, used: list[set[str]] | None = None, shared_rule: str = "sum") -> dict[str, torch.Tensor]:
     """Mean over the n widths for parameters every width uses, sum over the widths for the others
     (``shared_rule="sum"``: every parameter summed, as gradients accumulated by backward would be).
 
@@ -229,7 +230,7 @@ class ProjectionResult:
                 out.append(pw)
         return out
 
-    def merged(self, shared_rule: str = "mean") -> dict[str, torch.Tensor]:
+    def merged(self, shared_rule: str = "sum") -> dict[str, torch.Tensor]:
         """Same as ``merge(self.grads, self.used, shared_rule)`` in one weighted sum per parameter, without the
         per-width copies."""
         return _merge(self.originals, self.used, self.coef, shared_rule)
