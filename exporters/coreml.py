@@ -132,12 +132,11 @@ class CoreMLExporter(Exporter):
             if job.precision == "fp16":
                 notes.append("fp16 weights and activations, float32 input/output")
             if job.precision == "int8":
-                from swedge.calibration.base import QUANTIZERS
-                from swedge.calibration.coreml_weights import quantize_coreml_weights
+                from swedge.calibration.coreml_weights import COREML_QUANTIZER, quantize_coreml_weights
 
                 mlmodel, facts = quantize_coreml_weights(mlmodel)
                 notes.append("int8 weights-only (activation quantization needs macOS); fp32 activations")
-                quantization = QUANTIZERS.get("coreml-weights-int8").record(None, base_precision=base, **facts)
+                quantization = COREML_QUANTIZER.record(None, base_precision=base, **facts)
             _describe(mlmodel, job, notes)
             _save_atomically(mlmodel, Path(job.out), job.workdir)
         return ExportResult(path=Path(job.out), tools=version_of("coremltools", "torch"), quantization=quantization,

@@ -21,7 +21,6 @@ from swedge.exporters.base import (INPUT_NAME, OUTPUT_NAME, EXPORTERS, ExportJob
 from swedge.io import atomic_write_bytes
 
 OPSET = 18
-QUANTIZER = "onnxruntime-qdq"
 
 
 def forward_arg_name(module) -> str:
@@ -172,9 +171,8 @@ class OnnxExporter(Exporter):
                             notes=["fp16 weights and compute; float32 input/output kept (Cast at the graph edges)"])
 
     def _int8(self, job: ExportJob, trace: dict, batch: str) -> ExportResult:
-        from swedge.calibration.base import QUANTIZERS
         from swedge.calibration.int8_paths import saturation_bound
-        from swedge.calibration.ort_qdq import quantize_onnx_qdq_selected
+        from swedge.calibration.ort_qdq import QDQ_QUANTIZER, quantize_onnx_qdq_selected
 
         onnx = require("onnx", "onnx")
         with contextlib.ExitStack() as stack:
@@ -193,6 +191,6 @@ class OnnxExporter(Exporter):
         save_onnx(model, job.out)
         tools.update(version_of("onnxruntime"))
         return ExportResult(job.out, tools=tools, runtimes=["onnxruntime"], batch=batch, extra={"opset": OPSET},
-                            quantization=QUANTIZERS.get(QUANTIZER).record(job.calibration, **facts),
+                            quantization=QDQ_QUANTIZER.record(job.calibration, **facts),
                             notes=["int8 weights and activations (static QDQ), weights pair-safe: the same integers "
                                    "on every CPU path (no int16 saturation); float32 input/output"])

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import warnings
 
-from swedge.calibration.base import QUANTIZERS
-from swedge.calibration.nncf_ptq import NNCF_AS_QDQ, conv_names, quantize_openvino_selected
+from swedge.calibration.nncf_ptq import NNCF_AS_QDQ, NNCF_QUANTIZER, conv_names, quantize_openvino_selected
 from swedge.errors import SwedgeError, require
 
 from .base import INPUT_NAME, OUTPUT_NAME, EXPORTERS, Exporter, ExportJob, ExportResult, version_of
@@ -55,7 +54,7 @@ class OpenVINOExporter(Exporter):
                                                       keep_float=conv_names(model, job.module, job.keep_float))
             if job.keep_float:
                 facts["kept_float"] = list(job.keep_float)
-            quantization = QUANTIZERS.get("nncf-ptq").record(job.calibration, **facts)
+            quantization = NNCF_QUANTIZER.record(job.calibration, **facts)
         for key, value in job.metadata.items():  # after quantization, so nothing can drop it
             model.set_rt_info(str(value), [RT_INFO_KEY, str(key)])
         job.out.mkdir(parents=True, exist_ok=True)

@@ -83,8 +83,7 @@ class TensorRTExporter(Exporter):
             return
         import onnx
 
-        from swedge.calibration.base import QUANTIZERS
-        from swedge.calibration.tensorrt_calibrator import quantize_for_tensorrt
+        from swedge.calibration.tensorrt_calibrator import TENSORRT_QDQ_QUANTIZER, quantize_for_tensorrt
         from swedge.exporters.onnx import save_onnx, set_metadata
 
         with contextlib.ExitStack() as stack:
@@ -98,7 +97,7 @@ class TensorRTExporter(Exporter):
         set_metadata(model, job.metadata)
         save_onnx(model, path)
         result.tools.update(version_of("onnxruntime"))
-        result.quantization = QUANTIZERS.get("tensorrt-qdq").record(job.calibration, **facts)
+        result.quantization = TENSORRT_QDQ_QUANTIZER.record(job.calibration, **facts)
         result.notes.append("TRT-ready ONNX (explicit QDQ int8: symmetric, per-channel weights); "
                             "float32 input/output")
 
@@ -125,13 +124,13 @@ class TensorRTExporter(Exporter):
                 "note": "engine is specific to the GPU model and TensorRT version it was built with"}
 
     def _build_calibrated(self, job: ExportJob, out: Path, options, result: ExportResult) -> bytes:
-        from swedge.calibration.base import QUANTIZERS
-        from swedge.calibration.tensorrt_calibrator import calibration_batching, entropy_calibrator
+        from swedge.calibration.tensorrt_calibrator import (TENSORRT_ENTROPY_QUANTIZER, calibration_batching,
+                                                            entropy_calibrator)
         from swedge.runtimes.tensorrt_engine import build_serialized_engine
 
         batch, used = calibration_batching(job.calibration)
         with entropy_calibrator(job.calibration, out / CACHE_FILE, batch_size=batch) as calibrator:
             data = build_serialized_engine(out / ONNX_FILE, options, calibrator=calibrator, calibration_batch=batch)
-        result.quantization = QUANTIZERS.get("tensorrt-entropy").record(
+        result.quantization = TENSORRT_ENTROPY_QUANTIZER.record(
             job.calibration, calibration_batch=batch, calibration_images_used=used, cache=CACHE_FILE)
         return data

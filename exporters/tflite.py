@@ -149,14 +149,13 @@ class TFLiteExporter(Exporter):
             result.notes.append("fp16 weights (ai-edge-quantizer FLOAT_CASTING), fp32 activations and fp32 I/O; "
                                 "the CPU interpreter dequantizes weights to fp32 at load")
             return module, recipes.full_fp16_recipe()
-        from swedge.calibration.base import QUANTIZERS
-        from swedge.calibration.pt2e import quantize_pt2e
+        from swedge.calibration.pt2e import PT2E_QUANTIZER, quantize_pt2e
 
         qc = require("litert_torch.quantize.quant_config", self.extra)
         graph, quantizer, facts = quantize_pt2e(module, example, job.calibration, dynamic_shapes=shapes,
                                                 keep_float=job.keep_float)
         result.tools.update(version_of("torchao"))
-        result.quantization = QUANTIZERS.get("litert-pt2e").record(job.calibration, **facts)
+        result.quantization = PT2E_QUANTIZER.record(job.calibration, **facts)
         result.notes.append("full-integer int8: input and output tensors are int8 (quantize / dequantize with "
                             "the tensors' scale and zero-point)" if not job.keep_float else
                             f"int8 with {len(job.keep_float)} layer(s) kept float (int8 repair); a float first "
