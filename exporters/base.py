@@ -54,7 +54,8 @@ class ExportResult:
 
 
 class Exporter:
-    """Subclass, set the class attributes, implement ``export``; register with ``@EXPORTERS.register(name)``."""
+    """Subclass, set the class attributes, implement ``export``; register with ``@EXPORTERS.register(name)``,
+    which sets ``name``."""
 
     name = ""
     extra = ""                      # pip extra that installs the backend: pip install 'swedge[<extra>]'

@@ -109,7 +109,6 @@ def _save_atomically(mlmodel, out: Path, workdir: Path | None) -> None:
 
 @EXPORTERS.register("coreml")
 class CoreMLExporter(Exporter):
-    name = "coreml"
     extra = "coreml"
     suffix = ".mlpackage"
     precisions = ("fp32", "fp16", "int8")

@@ -135,7 +135,6 @@ ONNX_INT8 = {
 
 @EXPORTERS.register("onnx")
 class OnnxExporter(Exporter):
-    name = "onnx"
     extra = "onnx"
     suffix = ".onnx"
     backend_modules = ("onnx", "onnxscript", "onnxruntime")

@@ -34,7 +34,6 @@ _NOTES = {
 
 @EXPORTERS.register("openvino")
 class OpenVINOExporter(Exporter):
-    name = "openvino"
     extra = "openvino"
     suffix = ""                       # the artifact is a folder: model.xml + model.bin
     int8_repair_scheme = NNCF_AS_QDQ

@@ -28,7 +28,6 @@ INT8_ROUTES = ("qdq", "entropy")
 
 @EXPORTERS.register("tensorrt")
 class TensorRTExporter(Exporter):
-    name = "tensorrt"
     extra = "tensorrt"
     suffix = ""  # the artifact is a folder
     int8_repair_scheme = TENSORRT_QDQ

@@ -98,7 +98,6 @@ def _has_fp16_weights(model: bytes) -> bool:
 
 @EXPORTERS.register("tflite")
 class TFLiteExporter(Exporter):
-    name = "tflite"
     extra = "tflite"
     suffix = ".tflite"
     backend_modules = ("litert_torch", "ai_edge_litert")
