@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from swedge.errors import SwedgeError
 from swedge.exporters.base import (INPUT_NAME, OUTPUT_NAME, EXPORTERS, Exporter, ExportJob, ExportResult,
                                    version_of)
 
@@ -109,17 +108,11 @@ def _save_atomically(mlmodel, out: Path, workdir: Path | None) -> None:
 
 @EXPORTERS.register("coreml")
 class CoreMLExporter(Exporter):
-    extra = "coreml"
-    suffix = ".mlpackage"
-    precisions = ("fp32", "fp16", "int8")
-    needs_calibration = ()  # int8 is weights-only: no activation ranges to calibrate
     backend_modules = ("coremltools",)
 
-    def export(self, job: ExportJob) -> ExportResult:
+    def _export(self, job: ExportJob) -> ExportResult:
         from swedge.runtimes.coreml_runner import import_coremltools
 
-        if job.precision not in self.precisions:
-            raise SwedgeError(f"coreml: unknown precision '{job.precision}'; choose from {', '.join(self.precisions)}")
         ct = import_coremltools()
         notes: list[str] = []
         quantization: dict | None = None
@@ -139,5 +132,5 @@ class CoreMLExporter(Exporter):
             _describe(mlmodel, job, notes)
             _save_atomically(mlmodel, Path(job.out), job.workdir)
         return ExportResult(path=Path(job.out), tools=version_of("coremltools", "torch"), quantization=quantization,
-                            notes=notes, extra=extra, runtimes=["coreml", "coreml-mil"],
+                            notes=notes, extra=extra,
                             batch="dynamic" if job.max_batch > 1 else "static:1")

@@ -34,17 +34,10 @@ _NOTES = {
 
 @EXPORTERS.register("openvino")
 class OpenVINOExporter(Exporter):
-    extra = "openvino"
-    suffix = ""                       # the artifact is a folder: model.xml + model.bin
     int8_repair_scheme = NNCF_AS_QDQ
     backend_modules = ("openvino",)   # nncf is imported only for int8, by the quantizer
 
-    def export(self, job: ExportJob) -> ExportResult:
-        if job.precision not in self.precisions:
-            raise SwedgeError(f"openvino: unknown precision '{job.precision}'; "
-                              f"choose from {', '.join(self.precisions)}")
-        if job.precision == "int8" and job.calibration is None:
-            raise SwedgeError("openvino int8 needs calibration data: pass --calib DIR")
+    def _export(self, job: ExportJob) -> ExportResult:
         ov = require("openvino", "openvino")
         model = _convert(ov, job)
         quantization = None
@@ -60,7 +53,7 @@ class OpenVINOExporter(Exporter):
         ov.save_model(model, job.out / XML, compress_to_fp16=job.precision == "fp16")
         tools = version_of("openvino", "torch", *(("nncf",) if job.precision == "int8" else ()))
         return ExportResult(path=job.out, tools=tools, quantization=quantization, notes=list(_NOTES[job.precision]),
-                            runtimes=["openvino"], batch="dynamic", extra={"files": [XML, BIN]})
+                            batch="dynamic", extra={"files": [XML, BIN]})
 
 
 def _convert(ov, job: ExportJob):

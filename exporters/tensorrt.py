@@ -28,8 +28,6 @@ INT8_ROUTES = ("qdq", "entropy")
 
 @EXPORTERS.register("tensorrt")
 class TensorRTExporter(Exporter):
-    extra = "tensorrt"
-    suffix = ""  # the artifact is a folder
     int8_repair_scheme = TENSORRT_QDQ
     backend_modules = ("onnx", "onnxruntime")  # the TRT-ready ONNX needs only these; the engine is optional
 
@@ -40,13 +38,7 @@ class TensorRTExporter(Exporter):
         self.opt_batch = opt_batch
         self.workspace_bytes = workspace_bytes
 
-    def export(self, job: ExportJob) -> ExportResult:
-        if job.precision not in self.precisions:
-            raise SwedgeError(f"tensorrt: unknown precision '{job.precision}'; choose from "
-                              f"{', '.join(self.precisions)}")
-        if job.precision == "int8" and job.calibration is None:
-            raise SwedgeError("tensorrt int8 needs calibration data: pass --calib DIR (a Market-1501 folder, a folder "
-                              "of images, or a preprocessed .npy array)")
+    def _export(self, job: ExportJob) -> ExportResult:
         implicit = job.precision == "int8" and self.int8_route == "entropy"
         unavailable = tensorrt_unavailable()
         if implicit and unavailable:
@@ -55,8 +47,7 @@ class TensorRTExporter(Exporter):
         out = Path(job.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / ENGINE_FILE).unlink(missing_ok=True)  # never leave an engine that does not match the new ONNX
-        result = ExportResult(out, runtimes=["tensorrt", "onnxruntime-qdq"],
-                              batch="dynamic" if job.max_batch >= 2 else "static:1")
+        result = ExportResult(out, batch="dynamic" if job.max_batch >= 2 else "static:1")
         self._write_onnx(job, out / ONNX_FILE, result, implicit)
         if unavailable:
             engine = {"status": "skipped", "reason": unavailable}

@@ -22,7 +22,7 @@ class RuntimeUnavailable(SwedgeError):
 
 class Runner:
     """Base class. Subclasses set ``extra``/``label``, implement ``_load`` and ``_infer`` and register with
-    ``@RUNTIMES.register(name)``, which sets ``name``.
+    ``@RUNTIMES.register(name)``, which sets ``name``; the format table names the module (formats.Format.runners).
 
     ``embed(x)`` takes float32 NCHW inputs (the checkpoint's preprocessing already applied) of any batch size,
     runs them in chunks of at most ``max_batch`` (1 for static-batch artifacts) and returns float32 (N, D).

@@ -142,7 +142,7 @@ def test_int8_needs_calibration(setup):
                     input_shape=SHAPE, example=setup.calib.inputs[:1])
     with pytest.raises(SwedgeError, match="--calib"):
         TFLiteExporter().export(job)
-    with pytest.raises(SwedgeError, match="unknown precision"):
+    with pytest.raises(SwedgeError, match="does not support precision"):
         TFLiteExporter().export(ExportJob(**{**job.__dict__, "precision": "int4"}))
 
 
