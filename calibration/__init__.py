@@ -1,10 +1,10 @@
 """swedge.calibration: calibration sets built with the checkpoint's preprocessing, and per-backend quantizers.
 
-``build_calibration_set`` makes the set (cached, named by sha256); ``QUANTIZERS`` names every backend's
-post-training quantization routine (onnxruntime QDQ, NNCF, litert PT2E, Core ML weights, TensorRT), each
-registered by its own module.
+``build_calibration_set`` makes the set (cached, named by sha256); each backend's post-training quantization
+routine (onnxruntime QDQ, NNCF, litert PT2E, Core ML weights, TensorRT) lives in its own module with the
+:class:`Quantizer` facts the manifest records about it.
 """
 
-from swedge.calibration.base import QUANTIZERS, Quantizer, register_quantizer
+from swedge.calibration.base import Quantizer
 
-__all__ = ["QUANTIZERS", "Quantizer", "register_quantizer"]
+__all__ = ["Quantizer"]

@@ -1,8 +1,8 @@
-"""The quantizer registry: one entry per backend's post-training quantization routine.
+"""What the manifest records about each backend's post-training quantization routine.
 
-Each quantizer is a function with a backend-specific signature (an ONNX file, an OpenVINO model, a torch module
-...) plus the facts the manifest records: backend, algorithm, scope ("weights+activations" or "weights-only").
-Exporters look quantizers up by name, so the bundle says exactly which algorithm produced each int8 artifact.
+Each routine is a function with a backend-specific signature (an ONNX file, an OpenVINO model, a torch module
+...), so exporters call it directly; beside it, its module defines a :class:`Quantizer` (name, backend, algorithm,
+scope) whose ``record`` the exporter stores, so the bundle says exactly which algorithm produced each int8 artifact.
 """
 
 from __future__ import annotations
@@ -11,9 +11,6 @@ import contextlib
 import io
 import logging
 from dataclasses import dataclass
-from typing import Callable
-
-from swedge.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -21,8 +18,7 @@ class Quantizer:
     name: str
     backend: str
     algorithm: str
-    scope: str  # "weights+activations" | "weights-only"
-    run: Callable
+    scope: str = "weights+activations"  # or "weights-only"
 
     def record(self, calibration=None, **extra) -> dict:
         """The manifest's ``quantization`` entry for an artifact made by this quantizer."""
@@ -32,17 +28,6 @@ class Quantizer:
                        calibration_source=calibration.source)
         out.update(extra)
         return out
-
-
-QUANTIZERS: Registry[Quantizer] = Registry("quantizer")
-
-
-def register_quantizer(name: str, *, backend: str, algorithm: str, scope: str = "weights+activations"):
-    def add(fn: Callable) -> Callable:
-        QUANTIZERS.register(name)(Quantizer(name, backend, algorithm, scope, fn))
-        return fn
-
-    return add
 
 
 @contextlib.contextmanager

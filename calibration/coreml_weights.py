@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from swedge.calibration.base import register_quantizer
+from swedge.calibration.base import Quantizer
 from swedge.runtimes.coreml_runner import import_coremltools
 
 # coremltools' default: smaller weight tensors (biases, BN vectors, tiny convs) stay in float.
@@ -25,8 +25,10 @@ def _op_types(mlmodel) -> list[str]:
     return ops
 
 
-@register_quantizer("coreml-weights-int8", backend="coreml",
-                    algorithm="linear_quantize_weights int8 per-channel symmetric", scope="weights-only")
+COREML_QUANTIZER = Quantizer("coreml-weights-int8", backend="coreml",
+                             algorithm="linear_quantize_weights int8 per-channel symmetric", scope="weights-only")
+
+
 def quantize_coreml_weights(mlmodel):
     """(int8-weight copy of an ML program ``mlmodel``, facts for the manifest's quantization entry)."""
     import_coremltools()

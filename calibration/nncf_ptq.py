@@ -30,7 +30,7 @@ import logging
 
 import numpy as np
 
-from swedge.calibration.base import quiet_quantizer, register_quantizer
+from swedge.calibration.base import Quantizer, quiet_quantizer
 from swedge.errors import SwedgeError, require
 
 PRESETS = ("performance", "mixed")
@@ -41,8 +41,10 @@ FLOAT_OPS = ("MatMul",)  # the embedding Linear
 NNCF_AS_QDQ = {"method": "minmax", "symmetric_activations": True, "reduce_range": True, "float_ops": ("Gemm",)}
 
 
-@register_quantizer("nncf-ptq", backend="openvino",
-                    algorithm="NNCF post-training quantization (MinMax + BiasCorrection)")
+NNCF_QUANTIZER = Quantizer("nncf-ptq", backend="openvino",
+                           algorithm="NNCF post-training quantization (MinMax + BiasCorrection)")
+
+
 def quantize_openvino(ov_model, calibration, *, preset: str = "performance", fast_bias_correction: bool = False,
                       subset_size: int | None = None, overflow_fix: str = "enable", keep_float: tuple[str, ...] = ()):
     """Return ``(quantized openvino.Model, facts)``; ``facts`` go into the manifest's quantization entry.

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from swedge.calibration.base import quiet_quantizer, register_quantizer
+from swedge.calibration.base import Quantizer, quiet_quantizer
 from swedge.errors import SwedgeError, require
 
 # How each method computes ranges. ORT's quantize_static runs entropy with 128 histogram bins and 128 quantized
@@ -182,7 +182,10 @@ def read_kept_layers_in_float(path: Path, nodes: list[str]) -> None:
     onnx.save(model, str(path))
 
 
-@register_quantizer("onnxruntime-qdq", backend="onnxruntime", algorithm="static QDQ int8 post-training quantization")
+QDQ_QUANTIZER = Quantizer("onnxruntime-qdq", backend="onnxruntime",
+                          algorithm="static QDQ int8 post-training quantization")
+
+
 def quantize_onnx_qdq(src, dst, calibration, *, per_channel: bool = True, symmetric_activations: bool = True,
                       method: str = DEFAULT_METHOD, quantize_bias: bool = True, batch: int = DEFAULT_BATCH,
                       float_ops: tuple[str, ...] = (), percentile: float | None = None, reduce_range: bool = False,

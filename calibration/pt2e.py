@@ -8,14 +8,14 @@ the runner quantizes inputs and dequantizes outputs with the tensors' own scale 
 
 from __future__ import annotations
 
-from swedge.calibration.base import register_quantizer
+from swedge.calibration.base import Quantizer
 from swedge.errors import SwedgeError, require
 
-ALGORITHM = "PT2E static int8 (per-channel symmetric weights), full-integer I/O"
+PT2E_QUANTIZER = Quantizer("litert-pt2e", backend="litert",
+                           algorithm="PT2E static int8 (per-channel symmetric weights), full-integer I/O")
 CALIBRATION_BATCH = 8  # images per calibration forward when the batch is dynamic (histograms are per batch)
 
 
-@register_quantizer("litert-pt2e", backend="litert", algorithm=ALGORITHM)
 def quantize_pt2e(module, example, calibration, *, per_channel: bool = True, dynamic_shapes=None,
                   keep_float: tuple[str, ...] = ()):
     """Quantize ``module`` (eval mode) with ``calibration`` (a CalibrationSet).

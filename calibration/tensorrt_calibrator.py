@@ -17,11 +17,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from swedge.calibration.base import register_quantizer
+from swedge.calibration.base import Quantizer
 from swedge.errors import SwedgeError
 
 if TYPE_CHECKING:
@@ -33,12 +33,16 @@ if TYPE_CHECKING:
 DEFAULT_CALIBRATION_BATCH = 8
 
 
-TENSORRT_QDQ = {"per_channel": True, "symmetric_activations": True, "quantize_bias": False, "method": "percentile",
-                "percentile": 99.99, "float_ops": ("Gemm",)}
+# quantize_onnx_qdq keyword options (Any: mypy cannot unpack a dict of mixed value types into typed keywords)
+TENSORRT_QDQ: dict[str, Any] = {"per_channel": True, "symmetric_activations": True, "quantize_bias": False,
+                                "method": "percentile", "percentile": 99.99, "float_ops": ("Gemm",)}
 
 
-@register_quantizer("tensorrt-qdq", backend="tensorrt",
-                    algorithm="explicit QDQ from onnxruntime static calibration (symmetric int8, per-channel weights)")
+TENSORRT_QDQ_QUANTIZER = Quantizer(
+    "tensorrt-qdq", backend="tensorrt",
+    algorithm="explicit QDQ from onnxruntime static calibration (symmetric int8, per-channel weights)")
+
+
 def quantize_for_tensorrt(src: str | Path, dst: str | Path, calibration: CalibrationSet, *,
                           keep_float: tuple[str, ...] = ()) -> dict:
     """fp32 ONNX ``src`` -> explicit-Q/DQ int8 ONNX ``dst`` that TensorRT can build; returns the quantizer's facts."""
@@ -99,8 +103,10 @@ def calibration_batching(calibration: CalibrationSet, batch_size: int = DEFAULT_
     return batch, (calibration.size // batch) * batch
 
 
-@register_quantizer("tensorrt-entropy", backend="tensorrt",
-                    algorithm="IInt8EntropyCalibrator2 (implicit quantization)")
+TENSORRT_ENTROPY_QUANTIZER = Quantizer("tensorrt-entropy", backend="tensorrt",
+                                       algorithm="IInt8EntropyCalibrator2 (implicit quantization)")
+
+
 @contextlib.contextmanager
 def entropy_calibrator(calibration: CalibrationSet, cache_file: str | Path, *,
                        batch_size: int = DEFAULT_CALIBRATION_BATCH) -> Iterator[trt.IInt8EntropyCalibrator2]:

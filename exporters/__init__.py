@@ -1,7 +1,7 @@
-"""swedge.exporters: one module per export format, one registry (``EXPORTERS``).
+"""swedge.exporters: one module per export format, one registry (``EXPORTERS``), one format table (``FORMATS``).
 
-Format modules register themselves when imported; :func:`load_exporters` imports them all (cheap: every
-backend library is imported lazily inside the exporter), so adding a format is one file plus one line here.
+Format modules register themselves when imported; :func:`load_exporters` imports every module the format table
+names (cheap: every backend library is imported lazily inside the exporter).
 """
 
 from __future__ import annotations
@@ -9,22 +9,15 @@ from __future__ import annotations
 import importlib
 
 from swedge.exporters.base import EXPORTERS, Exporter, ExportJob, ExportResult, ExportSkipped
-
-FORMAT_MODULES = {
-    "onnx": "swedge.exporters.onnx",
-    "openvino": "swedge.exporters.openvino",
-    "tflite": "swedge.exporters.tflite",
-    "coreml": "swedge.exporters.coreml",
-    "tensorrt": "swedge.exporters.tensorrt",
-}
+from swedge.exporters.formats import FORMATS, Format
 
 
 def load_exporters():
-    """The registry with every format registered, in FORMAT_MODULES order."""
-    for module in FORMAT_MODULES.values():
-        importlib.import_module(module)
+    """The registry with every format of the table registered."""
+    for fmt in FORMATS.values():
+        importlib.import_module(fmt.exporter)
     return EXPORTERS
 
 
-__all__ = ["EXPORTERS", "Exporter", "ExportJob", "ExportResult", "ExportSkipped", "FORMAT_MODULES",
+__all__ = ["EXPORTERS", "Exporter", "ExportJob", "ExportResult", "ExportSkipped", "FORMATS", "Format",
            "load_exporters"]

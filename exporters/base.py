@@ -15,10 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from swedge.errors import SwedgeError
+from swedge.exporters.formats import FORMATS, Format
 from swedge.registry import Registry
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "embedding"
+CALIB_HINT = "pass --calib DATA (a Market-1501 folder, a folder of images, or a preprocessed .npy)"
 
 
 class ExportSkipped(Exception):
@@ -49,22 +52,24 @@ class ExportResult:
     quantization: dict | None = None  # {"algorithm", "scope", "calibration_sha256", "calibration_size", ...}
     notes: list[str] = field(default_factory=list)     # e.g. "weights-only int8", "fp16 compressed weights"
     extra: dict = field(default_factory=dict)          # format-specific facts (e.g. TensorRT engine status)
-    runtimes: list[str] = field(default_factory=list)  # runtimes that can run it (first = default)
+    runtimes: list[str] = field(default_factory=list)  # runtimes that can run it (first = default): the
+                                    # format's, set by Exporter.export
     batch: str = "dynamic"          # "dynamic" or "static:N"
 
 
 class Exporter:
-    """Subclass, set the class attributes, implement ``export``; register with ``@EXPORTERS.register(name)``."""
+    """Subclass, implement ``_export``, register with ``@EXPORTERS.register(name)`` (which sets ``name``); what the
+    format is (suffix, extra, precisions, runtimes) is its row in :data:`swedge.exporters.formats.FORMATS`."""
 
     name = ""
-    extra = ""                      # pip extra that installs the backend: pip install 'swedge[<extra>]'
-    suffix = ""                     # e.g. ".onnx", ".mlpackage", "" for a folder
-    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
-    needs_calibration: tuple[str, ...] = ("int8",)     # precisions that need --calib data
     backend_modules: tuple[str, ...] = ()              # imported to check availability
     # int8 repair (calibration/int8_repair.py): None = int8 export cannot keep layers float; else the QDQ options
     # (calibration.ort_qdq.quantize_onnx_qdq) that emulate this format's int8 scheme, to rank layers with
     int8_repair_scheme: dict | None = None
+
+    @property
+    def format(self) -> Format:
+        return FORMATS[self.name]
 
     def missing(self) -> str | None:
         """None when the backend libraries import, else the reason (naming the extra to install)."""
@@ -77,12 +82,29 @@ class Exporter:
                 try:
                     importlib.import_module(mod)
                 except Exception as exc:  # ImportError, or a broken install raising something else
-                    return f"'{mod}' is not importable ({type(exc).__name__}: {exc}); pip install 'swedge[{self.extra}]'"
+                    return (f"'{mod}' is not importable ({type(exc).__name__}: {exc}); "
+                            f"pip install 'swedge[{self.format.extra}]'")
         finally:
             root.level = level
         return None
 
+    def unsupported(self, precision: str) -> str | None:
+        """None when the format has ``precision``, else the reason."""
+        if precision in self.format.precisions:
+            return None
+        return f"{self.name} does not support precision '{precision}' (supports {', '.join(self.format.precisions)})"
+
     def export(self, job: ExportJob) -> ExportResult:
+        """The job checked against the format's precisions and calibration needs, exported by ``_export``."""
+        if reason := self.unsupported(job.precision):
+            raise SwedgeError(reason)
+        if job.precision in self.format.calibrated and job.calibration is None:
+            raise SwedgeError(f"{self.name} {job.precision} needs calibration data: {CALIB_HINT}")
+        result = self._export(job)
+        result.runtimes = list(self.format.runners)
+        return result
+
+    def _export(self, job: ExportJob) -> ExportResult:
         raise NotImplementedError
 
 

@@ -19,7 +19,9 @@ import numpy as np
 
 from swedge import __version__
 from swedge.errors import SwedgeError
-from swedge.exporters.base import EXPORTERS, INPUT_NAME, OUTPUT_NAME, ExportJob, ExportSkipped, version_of
+from swedge.exporters.base import (CALIB_HINT, EXPORTERS, INPUT_NAME, OUTPUT_NAME, ExportJob, ExportSkipped,
+                                   version_of)
+from swedge.exporters.formats import FORMATS, export_tools
 from swedge.exporters.probe import DEFAULT_PROBE_IMAGES, build_probe, reference_features, save_npy, save_npz
 from swedge.interrupts import abort_on_interrupt, interrupted
 from swedge.io import atomic_write_json, umask
@@ -62,10 +64,11 @@ def validate_plan(plan: ExportPlan) -> None:
             close = difflib.get_close_matches(p, PRECISIONS, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise SwedgeError(f"unknown precision '{p}'.{hint} Choose from: {', '.join(PRECISIONS)}")
-    needing = [f for f in plan.formats for p in plan.precisions if p in EXPORTERS.get(f).needs_calibration]
+    needing = {(f, p) for f in plan.formats for p in plan.precisions if p in FORMATS[f].calibrated}
     if needing and plan.calib is None:
-        raise SwedgeError(f"int8 for {', '.join(sorted(set(needing)))} needs calibration data: pass --calib DATA "
-                          "(a Market-1501 folder, a folder of images, or a preprocessed .npy), or drop int8")
+        precisions = "/".join(sorted({p for _, p in needing}))
+        raise SwedgeError(f"{precisions} for {', '.join(sorted({f for f, _ in needing}))} needs calibration data: "
+                          f"{CALIB_HINT}, or drop {precisions}")
     if plan.probe is None and plan.calib is None:
         raise SwedgeError("a probe set is needed for the bundle's reference features: pass --probe DATA "
                           "(a Market-1501 folder; its query + bounding_box_test splits are used)")
@@ -135,9 +138,7 @@ def _export_one(exporter, job: ExportJob, probe, reference) -> dict:
     entry: dict = {"id": artifact_id(exporter.name, job.width, job.precision), "format": exporter.name,
                    "width": job.width, "precision": job.precision}
     t0 = time.perf_counter()
-    reason = exporter.missing()
-    if job.precision not in exporter.precisions:
-        reason = f"{exporter.name} does not support {job.precision} (supports {', '.join(exporter.precisions)})"
+    reason = exporter.unsupported(job.precision) or exporter.missing()
     if reason:
         return {**entry, "status": "skipped", "reason": reason}
     try:
@@ -208,9 +209,9 @@ def _export_locked(plan: ExportPlan, progress: bool, on_artifact) -> dict:
             folder = staging / fmt
             folder.mkdir(exist_ok=True)
             work = Path(tempfile.mkdtemp(prefix="work-", dir=staging))
-            job = ExportJob(module=modules[w], width=w, precision=p, out=folder / f"w{w:g}-{p}{exporter.suffix}",
-                            input_shape=(3, *preprocess.size), example=example, calibration=calibration,
-                            max_batch=plan.max_batch, workdir=work,
+            out = folder / f"w{w:g}-{p}{exporter.format.suffix}"
+            job = ExportJob(module=modules[w], width=w, precision=p, out=out, input_shape=(3, *preprocess.size),
+                            example=example, calibration=calibration, max_batch=plan.max_batch, workdir=work,
                             metadata=_artifact_metadata(manifest, w, p))
             entry = _export_one(exporter, job, probe_inputs, references[w])
             if plan.int8_repair and p == "int8" and entry["status"] == "ok":
@@ -284,8 +285,7 @@ def _manifest_head(ckpt, widths, preprocess, calibration, plan) -> dict:
         "input": {"name": INPUT_NAME, "shape": [-1, 3, h, w], "dtype": "float32", "layout": "NCHW"},
         "output": {"name": OUTPUT_NAME, "dim": ckpt.config.embedding_dim, "dtype": "float32"},
         "calibration": calibration.record() if calibration is not None else None,
-        "tools": version_of("torch", "numpy", "onnx", "onnxruntime", "openvino", "nncf", "litert-torch",
-                            "ai-edge-litert", "coremltools"),
+        "tools": version_of("torch", "numpy", *export_tools()),
         "export_host": host_record(),  # int8 kernels differ by CPU: verify compares its own host with this one
         "references": {},
         "artifacts": [],

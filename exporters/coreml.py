@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from swedge.errors import SwedgeError
 from swedge.exporters.base import (INPUT_NAME, OUTPUT_NAME, EXPORTERS, Exporter, ExportJob, ExportResult,
                                    version_of)
 
@@ -109,18 +108,11 @@ def _save_atomically(mlmodel, out: Path, workdir: Path | None) -> None:
 
 @EXPORTERS.register("coreml")
 class CoreMLExporter(Exporter):
-    name = "coreml"
-    extra = "coreml"
-    suffix = ".mlpackage"
-    precisions = ("fp32", "fp16", "int8")
-    needs_calibration = ()  # int8 is weights-only: no activation ranges to calibrate
     backend_modules = ("coremltools",)
 
-    def export(self, job: ExportJob) -> ExportResult:
+    def _export(self, job: ExportJob) -> ExportResult:
         from swedge.runtimes.coreml_runner import import_coremltools
 
-        if job.precision not in self.precisions:
-            raise SwedgeError(f"coreml: unknown precision '{job.precision}'; choose from {', '.join(self.precisions)}")
         ct = import_coremltools()
         notes: list[str] = []
         quantization: dict | None = None
@@ -132,14 +124,13 @@ class CoreMLExporter(Exporter):
             if job.precision == "fp16":
                 notes.append("fp16 weights and activations, float32 input/output")
             if job.precision == "int8":
-                from swedge.calibration.base import QUANTIZERS
-                from swedge.calibration.coreml_weights import quantize_coreml_weights
+                from swedge.calibration.coreml_weights import COREML_QUANTIZER, quantize_coreml_weights
 
                 mlmodel, facts = quantize_coreml_weights(mlmodel)
                 notes.append("int8 weights-only (activation quantization needs macOS); fp32 activations")
-                quantization = QUANTIZERS.get("coreml-weights-int8").record(None, base_precision=base, **facts)
+                quantization = COREML_QUANTIZER.record(None, base_precision=base, **facts)
             _describe(mlmodel, job, notes)
             _save_atomically(mlmodel, Path(job.out), job.workdir)
         return ExportResult(path=Path(job.out), tools=version_of("coremltools", "torch"), quantization=quantization,
-                            notes=notes, extra=extra, runtimes=["coreml", "coreml-mil"],
+                            notes=notes, extra=extra,
                             batch="dynamic" if job.max_batch > 1 else "static:1")

@@ -21,7 +21,6 @@ from swedge.exporters.base import (INPUT_NAME, OUTPUT_NAME, EXPORTERS, ExportJob
 from swedge.io import atomic_write_bytes
 
 OPSET = 18
-QUANTIZER = "onnxruntime-qdq"
 
 
 def forward_arg_name(module) -> str:
@@ -136,23 +135,15 @@ ONNX_INT8 = {
 
 @EXPORTERS.register("onnx")
 class OnnxExporter(Exporter):
-    name = "onnx"
-    extra = "onnx"
-    suffix = ".onnx"
     backend_modules = ("onnx", "onnxscript", "onnxruntime")
     int8_repair_scheme = ONNX_INT8["asymmetric-minmax"]
 
-    def export(self, job: ExportJob) -> ExportResult:
-        if job.precision not in self.precisions:
-            raise SwedgeError(f"onnx: unknown precision '{job.precision}'; choose from {', '.join(self.precisions)}")
-        if job.precision == "int8" and job.calibration is None:
-            raise SwedgeError("onnx int8 needs calibration data: pass --calib DIR (a Market-1501 folder, a folder "
-                              "of images, or a preprocessed .npy array)")
+    def _export(self, job: ExportJob) -> ExportResult:
         batch = "dynamic" if job.max_batch >= 2 else "static:1"
         trace = dict(input_shape=job.input_shape, example=job.example, max_batch=job.max_batch)
         if job.precision == "fp32":
             tools = export_onnx(job.module, job.out, metadata=job.metadata, **trace)
-            return ExportResult(job.out, tools=tools, runtimes=["onnxruntime"], batch=batch, extra={"opset": OPSET})
+            return ExportResult(job.out, tools=tools, batch=batch, extra={"opset": OPSET})
         if job.precision == "fp16":
             return self._fp16(job, trace, batch)
         return self._int8(job, trace, batch)
@@ -168,13 +159,12 @@ class OnnxExporter(Exporter):
         set_metadata(model, job.metadata)
         save_onnx(model, job.out)
         return ExportResult(job.out, tools=version_of("torch", "onnx", "onnxscript", "onnxruntime"),
-                            runtimes=["onnxruntime"], batch=batch, extra={"opset": OPSET},
+                            batch=batch, extra={"opset": OPSET},
                             notes=["fp16 weights and compute; float32 input/output kept (Cast at the graph edges)"])
 
     def _int8(self, job: ExportJob, trace: dict, batch: str) -> ExportResult:
-        from swedge.calibration.base import QUANTIZERS
         from swedge.calibration.int8_paths import saturation_bound
-        from swedge.calibration.ort_qdq import quantize_onnx_qdq_selected
+        from swedge.calibration.ort_qdq import QDQ_QUANTIZER, quantize_onnx_qdq_selected
 
         onnx = require("onnx", "onnx")
         with contextlib.ExitStack() as stack:
@@ -192,7 +182,7 @@ class OnnxExporter(Exporter):
         set_metadata(model, job.metadata)
         save_onnx(model, job.out)
         tools.update(version_of("onnxruntime"))
-        return ExportResult(job.out, tools=tools, runtimes=["onnxruntime"], batch=batch, extra={"opset": OPSET},
-                            quantization=QUANTIZERS.get(QUANTIZER).record(job.calibration, **facts),
+        return ExportResult(job.out, tools=tools, batch=batch, extra={"opset": OPSET},
+                            quantization=QDQ_QUANTIZER.record(job.calibration, **facts),
                             notes=["int8 weights and activations (static QDQ), weights pair-safe: the same integers "
                                    "on every CPU path (no int16 saturation); float32 input/output"])

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import warnings
 
-from swedge.calibration.base import QUANTIZERS
-from swedge.calibration.nncf_ptq import NNCF_AS_QDQ, conv_names, quantize_openvino_selected
+from swedge.calibration.nncf_ptq import NNCF_AS_QDQ, NNCF_QUANTIZER, conv_names, quantize_openvino_selected
 from swedge.errors import SwedgeError, require
 
 from .base import INPUT_NAME, OUTPUT_NAME, EXPORTERS, Exporter, ExportJob, ExportResult, version_of
@@ -35,18 +34,10 @@ _NOTES = {
 
 @EXPORTERS.register("openvino")
 class OpenVINOExporter(Exporter):
-    name = "openvino"
-    extra = "openvino"
-    suffix = ""                       # the artifact is a folder: model.xml + model.bin
     int8_repair_scheme = NNCF_AS_QDQ
     backend_modules = ("openvino",)   # nncf is imported only for int8, by the quantizer
 
-    def export(self, job: ExportJob) -> ExportResult:
-        if job.precision not in self.precisions:
-            raise SwedgeError(f"openvino: unknown precision '{job.precision}'; "
-                              f"choose from {', '.join(self.precisions)}")
-        if job.precision == "int8" and job.calibration is None:
-            raise SwedgeError("openvino int8 needs calibration data: pass --calib DIR")
+    def _export(self, job: ExportJob) -> ExportResult:
         ov = require("openvino", "openvino")
         model = _convert(ov, job)
         quantization = None
@@ -55,14 +46,14 @@ class OpenVINOExporter(Exporter):
                                                       keep_float=conv_names(model, job.module, job.keep_float))
             if job.keep_float:
                 facts["kept_float"] = list(job.keep_float)
-            quantization = QUANTIZERS.get("nncf-ptq").record(job.calibration, **facts)
+            quantization = NNCF_QUANTIZER.record(job.calibration, **facts)
         for key, value in job.metadata.items():  # after quantization, so nothing can drop it
             model.set_rt_info(str(value), [RT_INFO_KEY, str(key)])
         job.out.mkdir(parents=True, exist_ok=True)
         ov.save_model(model, job.out / XML, compress_to_fp16=job.precision == "fp16")
         tools = version_of("openvino", "torch", *(("nncf",) if job.precision == "int8" else ()))
         return ExportResult(path=job.out, tools=tools, quantization=quantization, notes=list(_NOTES[job.precision]),
-                            runtimes=["openvino"], batch="dynamic", extra={"files": [XML, BIN]})
+                            batch="dynamic", extra={"files": [XML, BIN]})
 
 
 def _convert(ov, job: ExportJob):

@@ -28,9 +28,6 @@ INT8_ROUTES = ("qdq", "entropy")
 
 @EXPORTERS.register("tensorrt")
 class TensorRTExporter(Exporter):
-    name = "tensorrt"
-    extra = "tensorrt"
-    suffix = ""  # the artifact is a folder
     int8_repair_scheme = TENSORRT_QDQ
     backend_modules = ("onnx", "onnxruntime")  # the TRT-ready ONNX needs only these; the engine is optional
 
@@ -41,13 +38,7 @@ class TensorRTExporter(Exporter):
         self.opt_batch = opt_batch
         self.workspace_bytes = workspace_bytes
 
-    def export(self, job: ExportJob) -> ExportResult:
-        if job.precision not in self.precisions:
-            raise SwedgeError(f"tensorrt: unknown precision '{job.precision}'; choose from "
-                              f"{', '.join(self.precisions)}")
-        if job.precision == "int8" and job.calibration is None:
-            raise SwedgeError("tensorrt int8 needs calibration data: pass --calib DIR (a Market-1501 folder, a folder "
-                              "of images, or a preprocessed .npy array)")
+    def _export(self, job: ExportJob) -> ExportResult:
         implicit = job.precision == "int8" and self.int8_route == "entropy"
         unavailable = tensorrt_unavailable()
         if implicit and unavailable:
@@ -56,8 +47,7 @@ class TensorRTExporter(Exporter):
         out = Path(job.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / ENGINE_FILE).unlink(missing_ok=True)  # never leave an engine that does not match the new ONNX
-        result = ExportResult(out, runtimes=["tensorrt", "onnxruntime-qdq"],
-                              batch="dynamic" if job.max_batch >= 2 else "static:1")
+        result = ExportResult(out, batch="dynamic" if job.max_batch >= 2 else "static:1")
         self._write_onnx(job, out / ONNX_FILE, result, implicit)
         if unavailable:
             engine = {"status": "skipped", "reason": unavailable}
@@ -83,8 +73,7 @@ class TensorRTExporter(Exporter):
             return
         import onnx
 
-        from swedge.calibration.base import QUANTIZERS
-        from swedge.calibration.tensorrt_calibrator import quantize_for_tensorrt
+        from swedge.calibration.tensorrt_calibrator import TENSORRT_QDQ_QUANTIZER, quantize_for_tensorrt
         from swedge.exporters.onnx import save_onnx, set_metadata
 
         with contextlib.ExitStack() as stack:
@@ -98,7 +87,7 @@ class TensorRTExporter(Exporter):
         set_metadata(model, job.metadata)
         save_onnx(model, path)
         result.tools.update(version_of("onnxruntime"))
-        result.quantization = QUANTIZERS.get("tensorrt-qdq").record(job.calibration, **facts)
+        result.quantization = TENSORRT_QDQ_QUANTIZER.record(job.calibration, **facts)
         result.notes.append("TRT-ready ONNX (explicit QDQ int8: symmetric, per-channel weights); "
                             "float32 input/output")
 
@@ -125,13 +114,13 @@ class TensorRTExporter(Exporter):
                 "note": "engine is specific to the GPU model and TensorRT version it was built with"}
 
     def _build_calibrated(self, job: ExportJob, out: Path, options, result: ExportResult) -> bytes:
-        from swedge.calibration.base import QUANTIZERS
-        from swedge.calibration.tensorrt_calibrator import calibration_batching, entropy_calibrator
+        from swedge.calibration.tensorrt_calibrator import (TENSORRT_ENTROPY_QUANTIZER, calibration_batching,
+                                                            entropy_calibrator)
         from swedge.runtimes.tensorrt_engine import build_serialized_engine
 
         batch, used = calibration_batching(job.calibration)
         with entropy_calibrator(job.calibration, out / CACHE_FILE, batch_size=batch) as calibrator:
             data = build_serialized_engine(out / ONNX_FILE, options, calibrator=calibrator, calibration_batch=batch)
-        result.quantization = QUANTIZERS.get("tensorrt-entropy").record(
+        result.quantization = TENSORRT_ENTROPY_QUANTIZER.record(
             job.calibration, calibration_batch=batch, calibration_images_used=used, cache=CACHE_FILE)
         return data

@@ -98,27 +98,20 @@ def _has_fp16_weights(model: bytes) -> bool:
 
 @EXPORTERS.register("tflite")
 class TFLiteExporter(Exporter):
-    name = "tflite"
-    extra = "tflite"
-    suffix = ".tflite"
     backend_modules = ("litert_torch", "ai_edge_litert")
     # PT2E's int8 as QDQ for the repair's layer ranking: symmetric per-channel int8 weights, asymmetric int8
     # activations with histogram-fitted ranges (percentile here), the head quantized too.
     int8_repair_scheme = {"per_channel": True, "symmetric_activations": False, "method": "percentile"}
 
-    def export(self, job: ExportJob) -> ExportResult:
-        if job.precision not in self.precisions:
-            raise SwedgeError(f"tflite: unknown precision '{job.precision}'; choose from {', '.join(self.precisions)}")
-        if job.precision == "int8" and job.calibration is None:
-            raise SwedgeError("tflite int8 (full-integer PT2E) needs calibration data: pass --calib DIR")
-        torch = require("torch", self.extra)
+    def _export(self, job: ExportJob) -> ExportResult:
+        torch = require("torch", "tflite")
         with _quiet():
-            litert_torch = require("litert_torch", self.extra)
+            litert_torch = require("litert_torch", "tflite")
             dynamic = job.max_batch > 1
             example = self._example(torch, job, dynamic)
             shapes = ({0: torch.export.Dim("batch", min=1, max=job.max_batch)},) if dynamic else None
             module = job.module.eval()
-            result = ExportResult(path=job.out, runtimes=["litert"], batch="dynamic" if dynamic else "static:1",
+            result = ExportResult(path=job.out, batch="dynamic" if dynamic else "static:1",
                                   tools=version_of("litert-torch", "ai-edge-litert", "torch"))
             module, quant_config = self._prepare(job, module, example, shapes, result)
             converted = litert_torch.convert(module, (example,), dynamic_shapes=shapes, quant_config=quant_config)
@@ -144,19 +137,18 @@ class TFLiteExporter(Exporter):
         if job.precision == "fp32":
             return module, None
         if job.precision == "fp16":
-            recipes = require("litert_torch.generative.quantize.quant_recipes", self.extra)
+            recipes = require("litert_torch.generative.quantize.quant_recipes", "tflite")
             result.tools.update(version_of("ai-edge-quantizer"))
             result.notes.append("fp16 weights (ai-edge-quantizer FLOAT_CASTING), fp32 activations and fp32 I/O; "
                                 "the CPU interpreter dequantizes weights to fp32 at load")
             return module, recipes.full_fp16_recipe()
-        from swedge.calibration.base import QUANTIZERS
-        from swedge.calibration.pt2e import quantize_pt2e
+        from swedge.calibration.pt2e import PT2E_QUANTIZER, quantize_pt2e
 
-        qc = require("litert_torch.quantize.quant_config", self.extra)
+        qc = require("litert_torch.quantize.quant_config", "tflite")
         graph, quantizer, facts = quantize_pt2e(module, example, job.calibration, dynamic_shapes=shapes,
                                                 keep_float=job.keep_float)
         result.tools.update(version_of("torchao"))
-        result.quantization = QUANTIZERS.get("litert-pt2e").record(job.calibration, **facts)
+        result.quantization = PT2E_QUANTIZER.record(job.calibration, **facts)
         result.notes.append("full-integer int8: input and output tensors are int8 (quantize / dequantize with "
                             "the tensors' scale and zero-point)" if not job.keep_float else
                             f"int8 with {len(job.keep_float)} layer(s) kept float (int8 repair); a float first "

@@ -21,13 +21,14 @@ class RuntimeUnavailable(SwedgeError):
 
 
 class Runner:
-    """Base class. Subclasses set ``name``/``extra``/``label`` and implement ``_load`` and ``_infer``.
+    """Base class. Subclasses set ``extra``/``label``, implement ``_load`` and ``_infer`` and register with
+    ``@RUNTIMES.register(name)``, which sets ``name``; the format table names the module (formats.Format.runners).
 
     ``embed(x)`` takes float32 NCHW inputs (the checkpoint's preprocessing already applied) of any batch size,
     runs them in chunks of at most ``max_batch`` (1 for static-batch artifacts) and returns float32 (N, D).
     """
 
-    name = "base"
+    name = "base"  # set by RUNTIMES.register
     extra = ""
     label = ""  # how reports name it, e.g. "MIL reference (numpy), not the Core ML runtime"
     max_batch: int | None = None

@@ -78,7 +78,6 @@ def check_sample_shape(name: str, x: np.ndarray, expected: tuple[int, ...]) -> N
 class CoreMLRunner(Runner):
     """Apple's Core ML runtime through ``coremltools.models.MLModel.predict`` (compute units: all)."""
 
-    name = "coreml"
     extra = "coreml"
     label = "Core ML (MLModel.predict)"
     _model: Any = None

@@ -52,7 +52,6 @@ def read_tflite_metadata(path) -> dict:
 
 @RUNTIMES.register("litert")
 class LiteRTRunner(Runner):
-    name = "litert"
     extra = "tflite"
     label = "LiteRT interpreter (CPU, XNNPACK)"
 

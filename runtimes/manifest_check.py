@@ -10,9 +10,8 @@ from __future__ import annotations
 import math
 import re
 
-from swedge.runtimes import FORMAT_RUNTIMES, RUNNER_MODULES
+from swedge.exporters.formats import FORMATS, PRECISIONS, runner_modules
 
-PRECISIONS = ("fp32", "fp16", "int8")
 STATUSES = ("ok", "skipped", "failed")
 SECTIONS = {"checkpoint": dict, "artifacts": list, "probe": dict, "references": dict, "input": dict, "output": dict}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -136,8 +135,8 @@ def _check_artifacts(artifacts: list, ref_widths: set[float]) -> None:
             raise FieldProblem(f"{f}.id", f"repeats the id {aid!r} of an earlier artifact")
         ids.add(aid)
         fmt = _get(a, "format", f"{f}.format")
-        if not isinstance(fmt, str) or fmt not in FORMAT_RUNTIMES:
-            raise FieldProblem(f"{f}.format", f"is {fmt!r}; known formats: {', '.join(FORMAT_RUNTIMES)}")
+        if not isinstance(fmt, str) or fmt not in FORMATS:
+            raise FieldProblem(f"{f}.format", f"is {fmt!r}; known formats: {', '.join(FORMATS)}")
         if _width(_get(a, "width", f"{f}.width"), f"{f}.width") not in ref_widths:
             raise FieldProblem(f"{f}.width", f"is {a['width']!r}, a width without reference features (the bundle "
                                f"has {', '.join(f'{w:g}' for w in sorted(ref_widths))})")
@@ -152,7 +151,7 @@ def _check_artifacts(artifacts: list, ref_widths: set[float]) -> None:
         _path(_get(a, "path", f"{f}.path"), f"{f}.path")
         _sha256(_get(a, "sha256", f"{f}.sha256"), f"{f}.sha256")
         if a.get("runtimes") is not None:
-            _names(a["runtimes"], f"{f}.runtimes", RUNNER_MODULES)
+            _names(a["runtimes"], f"{f}.runtimes", runner_modules())
         for key in ("quantization", "engine"):  # read by the runners (TensorRT's build options)
             if a.get(key) is not None and not isinstance(a[key], dict):
                 raise FieldProblem(f"{f}.{key}", f"must be an object or null, got {a[key]!r}")

@@ -180,7 +180,6 @@ def load_program(path) -> tuple[MILProgram, object]:
 class MILReferenceRunner(Runner):
     """Runs an .mlpackage's MIL program with NumPy in float32 (see the module docstring for what it checks)."""
 
-    name = "coreml-mil"
     extra = "coreml"
     label = "MIL reference (numpy interpreter of the saved program; not the Core ML runtime)"
     _program: MILProgram | None = None

@@ -22,7 +22,6 @@ INFERENCE_PRECISIONS = ("f32", "bf16", "f16", None)  # None: the plugin's defaul
 
 @RUNTIMES.register("openvino")
 class OpenVINORunner(Runner):
-    name = "openvino"
     extra = "openvino"
     max_batch = None  # the IR's batch dimension is dynamic
 

@@ -22,7 +22,6 @@ _INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 @RUNTIMES.register("onnxruntime")
 class OrtRunner(Runner):
-    name = "onnxruntime"
     extra = "onnx"
     label = "ONNX Runtime"
     qdq_reference = False
@@ -111,6 +110,5 @@ class OrtQdqReferenceRunner(OrtRunner):
     int32-exact), independent of this CPU's int8 kernels. The stand-in for TensorRT here, and the scorer of int8
     candidate settings at export; slower than the fused int8 kernels, so never a speed figure."""
 
-    name = "onnxruntime-qdq"
     label = "ONNX Runtime, QDQ reference (no int8 kernels)"
     qdq_reference = True

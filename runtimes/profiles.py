@@ -112,9 +112,9 @@ def _check_value(where: str, key: str, value):
 
 def parse_profiles(data: dict, source: str = "profiles") -> list[Profile]:
     """Validated profiles from a TOML document's dict; SwedgeError (one line) on the first problem."""
-    from swedge.runtimes import RUNNER_MODULES
+    from swedge.exporters.formats import REFERENCE_RUNNERS, runner_modules
 
-    runtimes = [r for r in RUNNER_MODULES if r != "torch"]  # torch is the baseline, not a device runtime
+    runtimes = [r for r in runner_modules() if r not in REFERENCE_RUNNERS]  # torch is the baseline, not a device's
     extra = sorted(set(data) - {"device"})
     if extra:
         raise SwedgeError(f"{source}: unknown top-level key(s) {extra}; profiles are [device.NAME] tables")

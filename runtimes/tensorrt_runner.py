@@ -25,7 +25,6 @@ IO_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
 
 @RUNTIMES.register("tensorrt")
 class TensorRTRunner(Runner):
-    name = "tensorrt"
     extra = "tensorrt"
     label = "TensorRT"
 

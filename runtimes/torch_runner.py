@@ -16,7 +16,6 @@ from swedge.runtimes.base import RUNTIMES, Runner
 class TorchRunner(Runner):
     """``path`` is the checkpoint (.safetensors); ``entry["width"]`` the width to slice."""
 
-    name = "torch"
     extra = "torch"
     label = "torch eager (sliced sub-model)"
 

@@ -55,9 +55,9 @@ def check_names(runtimes: list[str] | None, formats: list[str] | None) -> None:
     import difflib
 
     from swedge.errors import SwedgeError
-    from swedge.runtimes import FORMAT_RUNTIMES, RUNNER_MODULES
+    from swedge.exporters.formats import FORMATS, runner_modules
 
-    for kind, names, known in (("runtime", runtimes, RUNNER_MODULES), ("format", formats, FORMAT_RUNTIMES)):
+    for kind, names, known in (("runtime", runtimes, runner_modules()), ("format", formats, FORMATS)):
         unknown = [n for n in names or [] if n not in known]
         if unknown:
             hints = [f"'{u}'" + (f" (did you mean '{c[0]}'?)" if (c := difflib.get_close_matches(u, known, 1)) else "")

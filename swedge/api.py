@@ -40,8 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["train", "export", "verify", "bench", "open_bundle", "load_checkpoint", "TrainResult", "BenchReport",
            "EXPORT_FORMATS", "default_precisions"]
 
-# `swedge export`'s defaults (the command's flags take them from here).
-EXPORT_FORMATS = ("onnx", "openvino", "tflite", "coreml", "tensorrt")
+# `swedge export`'s defaults (the command's flags take them from here); the formats: EXPORT_FORMATS, below.
 CALIB_SIZE = 128
 PROBE_SIZE = 600  # = swedge.exporters.probe.DEFAULT_PROBE_IMAGES (tests/test_python_api.py checks)
 MAX_BATCH = 64
@@ -49,6 +48,16 @@ MAX_BATCH = 64
 VERIFY_BATCH = 64
 BENCH_BATCHES = (1, 32)
 BENCH_ITERS, BENCH_WARMUP, BENCH_THREADS = 30, 5, 1
+
+
+def __getattr__(name: str):
+    """EXPORT_FORMATS: every format of the table (swedge.exporters.formats), read when asked for, so that a row
+    added at run time is in it and importing this module stays light."""
+    if name == "EXPORT_FORMATS":
+        from swedge.exporters.formats import FORMATS
+
+        return tuple(FORMATS)
+    raise AttributeError(f"module 'swedge.api' has no attribute '{name}'")
 
 
 def default_precisions(calib) -> list[str]:
@@ -348,10 +357,11 @@ def export_plan(checkpoint, out, *, formats=None, widths=None, precisions=None, 
                 int8_repair: bool = False):
     """The :class:`swedge.exporters.bundle.ExportPlan` of :func:`export`'s arguments, defaults filled in."""
     from swedge.exporters.bundle import ExportPlan
+    from swedge.exporters.formats import FORMATS
 
     calib_p = as_path(calib, "calib", optional=True)
     return ExportPlan(checkpoint=as_path(checkpoint, "checkpoint"), out=as_path(out, "out"),
-                      formats=as_names(formats, "formats") or list(EXPORT_FORMATS),
+                      formats=as_names(formats, "formats") or list(FORMATS),
                       widths=as_widths(widths, "widths"),
                       precisions=as_names(precisions, "precisions") or default_precisions(calib_p),
                       calib=calib_p, calib_size=as_int(calib_size, "calib_size"),

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from swedge.exporters.formats import FORMATS
+
 STAGES = ("data", "train", "eval", "export", "verify", "bench")
 # The demo's training recipe (swedge train's defaults otherwise): chosen for the margin by which it meets the
 # compatibility criterion over seeds (README, "The demo's recipe"), since float differences between machines move
@@ -28,7 +30,7 @@ class DemoConfig:
     method: str | None = None           # None: the demo's recipe (DEMO_METHOD + DEMO_OPTIONS)
     method_options: list[str] = field(default_factory=list)
     seed: int = 0
-    formats: list[str] = field(default_factory=lambda: ["onnx", "openvino", "tflite", "coreml", "tensorrt"])
+    formats: list[str] = field(default_factory=lambda: list(FORMATS))
     precisions: list[str] = field(default_factory=lambda: ["fp32", "fp16", "int8"])
     bench_iters: int = 20
     # An int8 file that misses the gate is re-exported with its most sensitive layers float (`swedge export

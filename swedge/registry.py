@@ -1,4 +1,6 @@
-"""One tiny registry class used for every kind (backbones, methods, exporters, runtimes, quantizers)."""
+"""One tiny registry class used for every kind (backbones, methods, exporters, runtimes).
+
+A registered class gets its ``name`` from the key, so the name is written once: ``@EXPORTERS.register("onnx")``."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ class Registry(Generic[T]):
             if name in self._entries:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
             self._entries[name] = obj
+            if isinstance(obj, type):
+                obj.name = name  # type: ignore[attr-defined]
             return obj
 
         return add

@@ -197,7 +197,7 @@ def test_mobilenetv2_depthwise_relu6(export, models, calib, precision):
 def test_export_result_and_package_facts(export):
     import coremltools as ct
 
-    from swedge.exporters.coreml import CoreMLExporter
+    from swedge.exporters.formats import FORMATS
 
     fp16, _ = export("resnet18", 0.25, "fp16")
     assert fp16.path.suffix == ".mlpackage" and fp16.path.is_dir()
@@ -216,7 +216,7 @@ def test_export_result_and_package_facts(export):
     assert "calibration_sha256" not in q and q["quantized_weights"] > 0
     assert q["dequantize_ops"] == ["constexpr_affine_dequantize"]
     assert any("weights-only" in n for n in int8.notes)
-    assert CoreMLExporter.needs_calibration == ()
+    assert FORMATS["coreml"].calibrated == ()
     size = lambda p: sum(f.stat().st_size for f in p.rglob("*") if f.is_file())  # noqa: E731
     assert size(int8.path) < size(fp16.path) / 1.5
 
@@ -262,7 +262,7 @@ def test_unknown_precision_is_a_clear_error(tmp_path):
 
     job = ExportJob(module=None, width=1.0, precision="int4", out=tmp_path / "m.mlpackage", input_shape=(3, 64, 32),
                     example=np.zeros((1, 3, 64, 32), np.float32))
-    with pytest.raises(SwedgeError, match="unknown precision 'int4'"):
+    with pytest.raises(SwedgeError, match="coreml does not support precision 'int4'"):
         CoreMLExporter().export(job)
 
 

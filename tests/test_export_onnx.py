@@ -15,8 +15,7 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
 ort = pytest.importorskip("onnxruntime")
 
-from swedge.calibration.base import QUANTIZERS  # noqa: E402
-from swedge.calibration.ort_qdq import quantize_onnx_qdq  # noqa: E402
+from swedge.calibration.ort_qdq import QDQ_QUANTIZER, quantize_onnx_qdq  # noqa: E402
 from swedge.errors import MissingDependencyError, SwedgeError  # noqa: E402
 from swedge.exporters.base import EXPORTERS, ExportJob  # noqa: E402
 from swedge.exporters.onnx import ONNX_INT8, OnnxExporter, export_onnx  # noqa: E402
@@ -236,9 +235,9 @@ def test_fp16_initializers_are_float16_with_float32_io(artifact):
 def test_int8_without_calibration_names_the_flag(tmp_path, sub):
     job = ExportJob(module=sub(0.25), width=0.25, precision="int8", out=tmp_path / "m.onnx", input_shape=SHAPE,
                     example=np.zeros((1, *SHAPE), np.float32))
-    with pytest.raises(SwedgeError, match="needs calibration data: pass --calib DIR"):
+    with pytest.raises(SwedgeError, match="onnx int8 needs calibration data: pass --calib"):
         OnnxExporter().export(job)
-    with pytest.raises(SwedgeError, match="unknown precision 'int4'"):
+    with pytest.raises(SwedgeError, match="onnx does not support precision 'int4'"):
         OnnxExporter().export(ExportJob(**{**job.__dict__, "precision": "int4"}))
     assert not list(tmp_path.iterdir())
 
@@ -248,12 +247,12 @@ def test_example_of_the_wrong_shape(tmp_path, sub):
         export_onnx(sub(0.25), tmp_path / "m.onnx", input_shape=SHAPE, example=np.zeros((2, 3, 32, 32), np.float32))
 
 
-def test_quantizer_registry_and_bad_arguments(artifact, calib, tmp_path):
+def test_quantizer_record_and_bad_arguments(artifact, calib, tmp_path):
     from swedge.calibration.dataset import CalibrationSet
 
-    entry = QUANTIZERS.get("onnxruntime-qdq")
-    assert entry.run is quantize_onnx_qdq and entry.backend == "onnxruntime"
-    assert entry.record(calib, method="minmax")["calibration_size"] == 16
+    record = QDQ_QUANTIZER.record(calib, method="minmax")
+    assert record["quantizer"] == "onnxruntime-qdq" and record["backend"] == "onnxruntime"
+    assert record["calibration_size"] == 16
     src = artifact(0.25, "fp32")[0]
     with pytest.raises(SwedgeError, match="unknown calibration method 'kl'.*minmax, entropy, percentile"):
         quantize_onnx_qdq(src, tmp_path / "q.onnx", calib, method="kl")

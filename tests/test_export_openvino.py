@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 import swedge.exporters.openvino  # noqa: F401  (registers the exporter and, through it, the quantizer)
-from swedge.calibration.base import QUANTIZERS
-from swedge.calibration.nncf_ptq import quantize_openvino
+from swedge.calibration.nncf_ptq import NNCF_QUANTIZER, quantize_openvino
 from swedge.errors import MissingDependencyError, SwedgeError
 from swedge.exporters.base import EXPORTERS, ExportJob
 from swedge.runtimes.base import RUNTIMES
@@ -244,7 +243,7 @@ def test_quantizer_options_are_checked(calib):
         quantize_openvino(object(), calib, preset="fast")
     with pytest.raises(SwedgeError, match="subset_size"):
         quantize_openvino(object(), calib, subset_size=0)
-    assert QUANTIZERS.get("nncf-ptq").record(calib)["calibration_sha256"] == calib.sha256
+    assert NNCF_QUANTIZER.record(calib)["calibration_sha256"] == calib.sha256
 
 
 def test_example_shape_is_checked(ckpt, tmp_path):
@@ -257,4 +256,4 @@ def test_example_shape_is_checked(ckpt, tmp_path):
 
 
 def test_registered():
-    assert "openvino" in EXPORTERS and "openvino" in RUNTIMES and "nncf-ptq" in QUANTIZERS
+    assert "openvino" in EXPORTERS and "openvino" in RUNTIMES and NNCF_QUANTIZER.name == "nncf-ptq"

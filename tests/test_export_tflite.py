@@ -11,8 +11,7 @@ import pytest
 pytest.importorskip("litert_torch")
 pytest.importorskip("ai_edge_litert")
 
-from swedge.calibration.base import QUANTIZERS  # noqa: E402
-from swedge.calibration.pt2e import quantize_pt2e  # noqa: E402
+from swedge.calibration.pt2e import PT2E_QUANTIZER, quantize_pt2e  # noqa: E402
 from swedge.errors import MissingDependencyError, SwedgeError  # noqa: E402
 from swedge.exporters.base import EXPORTERS, ExportJob  # noqa: E402
 from swedge.exporters.tflite import TFLiteExporter, _has_fp16_weights  # noqa: E402
@@ -83,7 +82,7 @@ def run_both_batches(path, probe):
 def test_registered():
     assert EXPORTERS.get("tflite") is TFLiteExporter
     assert RUNTIMES.get("litert") is LiteRTRunner
-    assert QUANTIZERS.get("litert-pt2e").run is quantize_pt2e and QUANTIZERS.get("litert-pt2e").backend == "litert"
+    assert PT2E_QUANTIZER.name == "litert-pt2e" and PT2E_QUANTIZER.backend == "litert"
 
 
 @pytest.mark.slow
@@ -143,7 +142,7 @@ def test_int8_needs_calibration(setup):
                     input_shape=SHAPE, example=setup.calib.inputs[:1])
     with pytest.raises(SwedgeError, match="--calib"):
         TFLiteExporter().export(job)
-    with pytest.raises(SwedgeError, match="unknown precision"):
+    with pytest.raises(SwedgeError, match="does not support precision"):
         TFLiteExporter().export(ExportJob(**{**job.__dict__, "precision": "int4"}))
 
 

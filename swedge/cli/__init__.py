@@ -33,7 +33,7 @@ typical use:
   swedge data synth --out data/synth          # embedded procedurally generated re-ID set (Market-1501 layout)
   swedge train --data data/synth --out runs/a # switchable model, all widths in one checkpoint
   swedge eval runs/a/model.safetensors --data data/synth --json runs/a/eval.json
-  swedge export runs/a/model.safetensors --calib data/synth --out bundles/a   # ONNX/OpenVINO/TFLite/Core ML/TensorRT
+  swedge export runs/a/model.safetensors --calib data/synth --out bundles/a   # {formats}
   swedge verify bundles/a --report reports/a  # fidelity + compatibility of every artifact; exit 0 = pass
   swedge bench bundles/a --json bench.json    # latency p50/p90 vs torch eager
   swedge select bundles/a --profiles examples/profiles.toml --out shipped   # the artifact each device class gets
@@ -43,11 +43,13 @@ typical use:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from swedge.exporters.formats import FORMATS  # not at import: main() sets the OpenMP policy before numpy loads
+
     parser = argparse.ArgumentParser(
         prog="swedge",
         description="Train one width-switchable retrieval checkpoint whose sub-models emit compatible features, "
         "export each width to edge formats, and verify every artifact stays compatible with the server model.",
-        epilog=EPILOG,
+        epilog=EPILOG.format(formats="/".join(f.title for f in FORMATS.values())),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")

@@ -6,6 +6,7 @@ import argparse
 
 from swedge.cli.export import parse_list
 from swedge.demo import DEMO_METHOD, DEMO_OPTIONS
+from swedge.exporters.formats import FORMATS
 
 EXAMPLES = """\
 examples:
@@ -37,7 +38,8 @@ def register(sub) -> None:
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                    help="a method option (repeatable); added to the demo's recipe unless --method is given")
     p.add_argument("--seed", type=int, default=0, help="training seed (default %(default)s)")
-    p.add_argument("--formats", type=parse_list, default=None, help="export formats (default all)")
+    p.add_argument("--formats", type=parse_list, default=None,
+                   help=f"export formats, comma-separated, from {','.join(FORMATS)} (default all)")
     p.add_argument("--precisions", type=parse_list, default=None, help="default fp32,fp16,int8")
     p.add_argument("--no-int8-repair", action="store_true",
                    help="export int8 files as calibrated, without re-exporting one that misses the gate with its "

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from swedge.api import CALIB_SIZE, EXPORT_FORMATS, MAX_BATCH, PROBE_SIZE
+from swedge.api import CALIB_SIZE, MAX_BATCH, PROBE_SIZE
 from swedge.cli.common import parse_widths
-
-FORMATS = EXPORT_FORMATS
+from swedge.exporters.formats import FORMATS, PRECISIONS
 
 EXAMPLES = """\
 examples:
@@ -35,9 +34,9 @@ def parse_list(text: str) -> list[str]:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("export", help="export a checkpoint to per-width ONNX / OpenVINO / TFLite / Core ML / "
-                       "TensorRT artifacts (one bundle)", epilog=EXAMPLES,
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
+    titles = " / ".join(f.title for f in FORMATS.values())
+    p = sub.add_parser("export", help=f"export a checkpoint to per-width {titles} artifacts (one bundle)",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Slice a switchable checkpoint into standalone width-specific models and export "
                        "each to the requested formats and precisions, with calibration and a probe set.")
     p.add_argument("checkpoint", help="a .safetensors checkpoint written by `swedge train`")
@@ -46,7 +45,8 @@ def register(sub) -> None:
                    help=f"comma-separated, from {','.join(FORMATS)} (default: all)")
     p.add_argument("--widths", type=parse_widths, default=None, help="subset of the checkpoint's widths (default all)")
     p.add_argument("--precisions", type=parse_list, default=None,
-                   help="comma-separated from fp32,fp16,int8 (default fp32,fp16, plus int8 when --calib is given)")
+                   help=f"comma-separated from {','.join(PRECISIONS)} (default fp32,fp16, plus int8 when --calib "
+                   "is given)")
     p.add_argument("--calib", default=None, help="calibration images: Market-1501 folder (its train split), "
                    "any image folder, or a preprocessed (N,3,H,W) .npy")
     p.add_argument("--calib-size", type=int, default=CALIB_SIZE, help="images in the calibration set (default %(default)s)")
