@@ -68,16 +68,12 @@ class _Asymmetric(AgainstFullWidth):
 
 @METHODS.register("asymmetric-s")
 class AsymmetricS(_Asymmetric):
-    name = "asymmetric-s"
-
     def model_extra(self) -> dict:
         return {"classifier": "per-width"}
 
 
 @METHODS.register("asymmetric")
 class Asymmetric(_Asymmetric):
-    name = "asymmetric"
-
     def model_extra(self) -> dict:
         return {"members": "per-width"}
 

@@ -42,9 +42,9 @@ class StepContext:
 
 
 class Method:
-    """Base class. Subclasses set ``name``, an ``Options`` dataclass and implement ``train_step``."""
+    """Base class. Subclasses (their ``name`` comes from METHODS.register) set an ``Options`` dataclass and implement ``train_step``."""
 
-    name = "base"
+    name = "base"  # set by METHODS.register
 
     @dataclass
     class Options:

@@ -38,16 +38,12 @@ class _InfluenceLoss(AgainstFullWidth):
 
 @METHODS.register("bct-s")
 class BctS(_InfluenceLoss):
-    name = "bct-s"
-
     def model_extra(self) -> dict:
         return {"classifier": "per-width"}
 
 
 @METHODS.register("bct")
 class Bct(_InfluenceLoss):
-    name = "bct"
-
     def model_extra(self) -> dict:
         return {"members": "per-width"}
 

@@ -9,7 +9,5 @@ from swedge.methods.sfsc_sum import SfscSum
 
 @METHODS.register("independent")
 class Independent(SfscSum):
-    name = "independent"
-
     def model_extra(self) -> dict:
         return {"members": "per-width"}

@@ -42,8 +42,6 @@ from swedge.methods.projection import GRANULARITIES, MERGES, merge, project_conf
 
 @METHODS.register("sfsc")
 class Sfsc(Method):
-    name = "sfsc"
-
     @dataclass
     class Options:
         uncertainty: bool = True  # evidential loss on the sub-widths (False: CE through the shared classifier)
@@ -147,8 +145,6 @@ SFSC_SUM_OPTIONS = {"uncertainty": False, "projection": "none"}
 
 @METHODS.register("sfsc-projection-only")
 class SfscProjectionOnly(Sfsc):
-    name = "sfsc-projection-only"
-
     @dataclass
     class Options(Sfsc.Options):
         uncertainty: bool = False
@@ -156,8 +152,6 @@ class SfscProjectionOnly(Sfsc):
 
 @METHODS.register("sfsc-uncertainty-only")
 class SfscUncertaintyOnly(Sfsc):
-    name = "sfsc-uncertainty-only"
-
     @dataclass
     class Options(Sfsc.Options):
         projection: str = "none"

@@ -23,8 +23,6 @@ from swedge.methods.losses import batch_hard_triplet, cross_entropy
 
 @METHODS.register("sfsc-sum")
 class SfscSum(Method):
-    name = "sfsc-sum"
-
     @dataclass
     class Options:
         label_smoothing: float = 0.1

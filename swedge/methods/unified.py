@@ -9,7 +9,5 @@ from swedge.methods.sfsc_sum import SfscSum
 
 @METHODS.register("unified")
 class Unified(SfscSum):
-    name = "unified"
-
     def model_extra(self) -> dict:
         return {"classifier": "per-width"}
