@@ -36,35 +36,10 @@ RESULT=${OUT:-$WORK}/gpu_smoke.json
 mkdir -p "$WORK" "$(dirname "$RESULT")"
 WORK=$(realpath "$WORK") RESULT=$(realpath "$RESULT")
 export PYTHONUNBUFFERED=1
-stage() { echo; echo "=== [$(date +%H:%M:%S)] $*"; }
-usable() {  # a python whose torch can run on $DEVICE
-    "$1" -c "import sys, torch; sys.exit('$DEVICE' == 'cuda' and not torch.cuda.is_available())" 2>/dev/null
-}
+source benchmarks/gpu_common.sh  # stage, gpu_python_setup, synth_data
 
 stage "1/7 python with torch for $DEVICE"
-if [ -z "${PY:-}" ]; then
-    for candidate in .venv/bin/python python3; do
-        if usable "$candidate"; then PY=$candidate; break; fi
-    done
-fi
-if [ -z "${PY:-}" ]; then
-    echo "no python with torch for $DEVICE found: creating .venv (needs network)"
-    python3 -m venv .venv
-    .venv/bin/pip install -q -e '.[torch]'
-    PY=.venv/bin/python
-fi
-usable "$PY" || { echo "ERROR: $PY has no CUDA-enabled torch (or no GPU is visible)"; exit 1; }
-case $PY in /*) ;; */*) PY=$PWD/$PY ;; esac
-cd "$WORK"  # from here on: outside the source tree, whose swedge/ would shadow the installed package
-if ! "$PY" -c "import swedge.runtimes" 2>/dev/null; then
-    # The source tree alone is not importable (swedge.runtimes etc. live in top-level folders, mapped by
-    # pyproject.toml): build this checkout into a scratch folder, offline, without its dependencies.
-    "$PY" -m pip install -q --no-deps --no-build-isolation --no-index --target "$WORK/site" --upgrade "$OLDPWD"
-    export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
-fi
-"$PY" -c "import swedge, sys, torch; print('python', sys.executable, '| torch', torch.__version__,
-'| swedge', swedge.__version__, '|', torch.cuda.device_count(), 'x',
-torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"
+gpu_python_setup  # PY; cd "$WORK"; this checkout importable
 NGPU=0
 if [ "$DEVICE" = cuda ]; then NGPU=$("$PY" -c "import torch; print(torch.cuda.device_count())"); fi
 NPROC=$(( NGPU >= 2 ? NGPU : 2 ))
@@ -72,9 +47,7 @@ echo "GPUs on this node: $NGPU; torchrun processes: $NPROC"
 
 stage "2/7 synthetic data at 256x128, $IDS train identities"
 DATA=$WORK/data256-$IDS
-if [ ! -f "$DATA/dataset.json" ]; then
-    "$PY" -m swedge data synth --out "$DATA" --size 256x128 --train-ids "$IDS" --test-ids 20 --quiet --force
-fi
+synth_data "$DATA" 256x128 "$IDS" 20
 
 TRAIN=(train --data "$DATA" --arch resnet50 --input-size 256x128 --images-per-id 4
        --epochs 10 --device "$DEVICE" --channels-last --log-every 10 --quiet --force)
