@@ -174,13 +174,12 @@ def _export_locked(plan: ExportPlan, progress: bool, on_artifact) -> dict:
     from tqdm import tqdm
 
     from swedge.checkpoint import load_checkpoint
-    from swedge.data.preprocess import Preprocess
     from swedge.nn.slicing import count_parameters, slice_model
 
     ckpt = load_checkpoint(plan.checkpoint, widths=plan.widths)
     widths = sorted(float(w) for w in (plan.widths or ckpt.widths))
     server = max(ckpt.widths)  # its reference is always stored: verify compares every width against it
-    preprocess = Preprocess.from_dict(ckpt.preprocess)
+    preprocess = ckpt.preprocess
     calibration = _calibration(plan, preprocess, progress)
     probe_inputs, labels = build_probe(plan.probe or plan.calib, preprocess, max_images=plan.probe_size,
                                        seed=plan.seed, progress=progress)

@@ -19,7 +19,8 @@ import torch
 
 from swedge import __version__
 from swedge.checkpoint_file import checkpoint_path, read_header, tensor_specs
-from swedge.checkpoint_meta import FORMAT_VERSION, check_fields, note, parse_meta, seal
+from swedge.checkpoint_meta import FORMAT_VERSION, check_fields, note, parse_meta, parse_preprocess, seal
+from swedge.data.preprocess import Preprocess
 from swedge.errors import CheckpointError
 from swedge.io import atomic_write_bytes
 from swedge.nn.model import ModelConfig, SwitchableEmbedder, build_model
@@ -35,7 +36,7 @@ _SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch
 class Checkpoint:
     model: SwitchableEmbedder
     config: ModelConfig
-    preprocess: dict
+    preprocess: Preprocess  # the header's "preprocess", parsed and checked when the checkpoint loads
     meta: dict = field(default_factory=dict)
     path: Path | None = None
     file_sha256: str = ""
@@ -55,7 +56,7 @@ def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def save_checkpoint(path, model: SwitchableEmbedder, *, preprocess: dict, method: dict | None = None,
+def save_checkpoint(path, model: SwitchableEmbedder, *, preprocess: Preprocess | dict, method: dict | None = None,
                     training: dict | None = None, extra: dict | None = None) -> Path:
     from safetensors.torch import save
 
@@ -63,7 +64,7 @@ def save_checkpoint(path, model: SwitchableEmbedder, *, preprocess: dict, method
     meta = {
         "format_version": FORMAT_VERSION,
         "model": model.config.to_dict(),
-        "preprocess": preprocess,
+        "preprocess": preprocess.to_dict() if isinstance(preprocess, Preprocess) else preprocess,
         "method": method or {},
         "training": training or {},
         "extra": extra or {},
@@ -110,8 +111,8 @@ def load_checkpoint(path, *, widths=None, arch: str | None = None) -> Checkpoint
     model.load_state_dict(tensors)
     model.eval()
     _warn_unfinished(path, meta)
-    return Checkpoint(model=model, config=config, preprocess=meta["preprocess"], meta=meta, path=path,
-                      file_sha256=file_sha256(path))
+    return Checkpoint(model=model, config=config, preprocess=parse_preprocess(path, meta["preprocess"]), meta=meta,
+                      path=path, file_sha256=file_sha256(path))
 
 
 def _warn_unfinished(path: Path, meta: dict) -> None:

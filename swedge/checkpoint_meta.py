@@ -12,8 +12,12 @@ import numbers
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from swedge.errors import CheckpointError, SwedgeError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from swedge.data.preprocess import Preprocess
 
 FORMAT_VERSION = 2  # 2: the metadata carries HEADER_DIGEST_KEY
 DIGEST_SINCE = 2  # version 1 files predate the digest: still read, with a note
@@ -82,7 +86,7 @@ def check_fields(path: Path, meta: dict) -> None:
         if not isinstance(meta.get(key, {}), dict):
             _bad(path, key, f"must be a JSON object, got {type(meta[key]).__name__}")
     _check_model(path, meta["model"])
-    _check_preprocess(path, meta["preprocess"])
+    parse_preprocess(path, meta["preprocess"])
     _check_method(path, meta.get("method", {}))
     _check_training(path, meta.get("training", {}))
     extra = meta.get("extra", {})
@@ -121,11 +125,12 @@ def _check_model(path: Path, model: dict) -> None:
                  "; ".join(f"{k} in {list(v)}" for k, v in allowed.items()))
 
 
-def _check_preprocess(path: Path, preprocess: dict) -> None:
+def parse_preprocess(path: Path, preprocess: dict) -> Preprocess:
+    """The header's preprocessing as the typed record; a CheckpointError naming the field when it is wrong."""
     from swedge.data.preprocess import Preprocess
 
     try:
-        Preprocess.from_dict(preprocess)
+        return Preprocess.from_dict(preprocess)
     except SwedgeError as exc:
         _bad(path, "preprocess", f"is wrong: {exc}")
 

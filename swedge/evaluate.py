@@ -37,12 +37,11 @@ def checkpoint_features(ckpt: Checkpoint, data_dir, *, widths=None, batch_size: 
     Returns (widths, {w: (query_feats, gallery_feats)}, splits, (q_pids, g_pids, q_camids, g_camids)).
     """
     from swedge.data.market import load_market, require_matches
-    from swedge.data.preprocess import Preprocess
 
     widths = tuple(sorted(float(w) for w in (widths or ckpt.widths)))
     splits = load_market(data_dir)
     require_matches(splits)  # before any image is embedded
-    preprocess = Preprocess.from_dict(ckpt.preprocess)
+    preprocess = ckpt.preprocess
     kw = dict(batch_size=batch_size, workers=workers, progress=progress, device=device)
     q = extract_features(ckpt.model, splits.query, preprocess, widths, desc="query", **kw)
     g = extract_features(ckpt.model, splits.gallery, preprocess, widths, desc="gallery", **kw)

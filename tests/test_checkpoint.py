@@ -6,6 +6,7 @@ import torch
 from swedge.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from swedge.checkpoint_meta import seal
 from swedge.cli import main
+from swedge.data.preprocess import Preprocess
 from swedge.errors import CheckpointError
 from swedge.nn.model import ModelConfig, build_model
 
@@ -24,12 +25,26 @@ def saved(tmp_path_factory):
 def test_round_trip(saved):
     model, path = saved
     ck = load_checkpoint(path)
-    assert ck.config.widths == (0.5, 1.0) and ck.config.num_classes == 5 and ck.preprocess == PRE
+    assert ck.config.widths == (0.5, 1.0) and ck.config.num_classes == 5 and ck.preprocess == Preprocess.from_dict(PRE)
     assert ck.meta["method"]["name"] == "sfsc-sum" and "torch" in ck.meta["versions"]
     for k, v in model.state_dict().items():
         assert torch.equal(v, ck.model.state_dict()[k]), k
     assert len(ck.file_sha256) == 64
     assert read_metadata(path)["model"]["arch"] == "resnet18"
+
+
+def test_preprocess_is_parsed_once_into_its_record_and_the_file_keeps_the_dict(saved, tmp_path):
+    """``Checkpoint.preprocess`` is a Preprocess read when the checkpoint loads; the header holds the dict as written
+    (PRE has no 'interpolation' nor 'layout', like older headers: they load with the defaults) and a re-save of the
+    record writes its dict."""
+    model, path = saved
+    ck = load_checkpoint(path)
+    assert isinstance(ck.preprocess, Preprocess) and ck.preprocess.size == (64, 32)
+    assert ck.preprocess.mean == (0.5, 0.5, 0.5) and ck.preprocess.interpolation == "bilinear"
+    assert read_metadata(path)["preprocess"] == PRE
+    again = save_checkpoint(tmp_path / "again.safetensors", model, preprocess=ck.preprocess)
+    assert read_metadata(again)["preprocess"] == ck.preprocess.to_dict()
+    assert load_checkpoint(again).preprocess == ck.preprocess
 
 
 def _expect(path, match, **kw):
