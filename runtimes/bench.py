@@ -102,11 +102,10 @@ def bench_bundle(root, *, batches=(1, 32), warmup: int = 5, iters: int = 30, thr
             if path is None:
                 path = bundle.check_file(a["path"], a["sha256"])
             method = memory.reset_peak()
-            runner = runner_class(name)(path, a, threads=threads).load()
-            for t in rows:
-                t.p50_ms, t.p90_ms = time_runner(runner, _inputs(inputs, t.batch), warmup=warmup, iters=iters)
-            peak = memory.peak_mb(method)
-            runner.close()
+            with runner_class(name)(path, a, threads=threads) as runner:
+                for t in rows:
+                    t.p50_ms, t.p90_ms = time_runner(runner, _inputs(inputs, t.batch), warmup=warmup, iters=iters)
+                peak = memory.peak_mb(method)  # while the runner is still loaded
             for t in rows:
                 t.peak_rss_mb = peak
         except (RuntimeUnavailable, SwedgeError) as exc:

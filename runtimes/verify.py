@@ -232,12 +232,11 @@ def verify_bundle(root, *, runtimes: list[str] | None = None, formats: list[str]
             continue
         try:
             path = bundle.check_file(a["path"], a["sha256"])
-            runner = runner_class(name)(path, a, threads=threads).load()
-            row.runtime_label = runner.label or name
-            t0 = time.perf_counter()
-            feats, row.inference_s = _embed(runner, probe, batch)
-            row.harness_s = time.perf_counter() - t0
-            runner.close()
+            with runner_class(name)(path, a, threads=threads) as runner:
+                row.runtime_label = runner.label or name
+                t0 = time.perf_counter()
+                feats, row.inference_s = _embed(runner, probe, batch)
+                row.harness_s = time.perf_counter() - t0
         except RuntimeUnavailable as exc:
             row.status, row.reason = SKIP, str(exc)
             continue

@@ -74,3 +74,22 @@ def test_bench_rejects_bad_counts(onnx_bundle, capsys):
                       (["--batches", "1,x"], "--batches must be positive integers")):
         assert main(["bench", str(onnx_bundle), *bad]) == 2
         assert says in capsys.readouterr().err
+
+
+def test_every_runner_is_closed_even_when_timing_fails(onnx_bundle, monkeypatch):
+    """bench_bundle uses each runner in `with`: one whose timing raises still frees its session."""
+    from swedge.errors import SwedgeError
+    from swedge.runtimes import bench
+    from swedge.runtimes.ort_runner import OrtRunner
+
+    closed = []
+    real_close = OrtRunner.close
+    monkeypatch.setattr(OrtRunner, "close", lambda self: (closed.append(self.path.name), real_close(self)))
+
+    def broken(runner, x, *, warmup, iters):
+        raise SwedgeError("the timer broke")
+
+    monkeypatch.setattr(bench, "time_runner", broken)
+    timings = bench_bundle(onnx_bundle, batches=(1,), warmup=0, iters=1, torch_baseline=False, progress=False)
+    assert [(t.status, t.reason) for t in timings] == [("skipped", "the timer broke")] * 2
+    assert sorted(closed) == ["w0.5-fp32.onnx", "w1-fp32.onnx"]

@@ -208,3 +208,23 @@ def test_on_device_entry_point_runs_without_torch(bundle):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "verify PASSED" in proc.stdout
+
+
+def test_every_runner_is_closed_even_when_its_runtime_fails(bundle, monkeypatch):
+    """verify_bundle uses each runner in `with`: one that raises mid-probe still frees its session."""
+    from swedge.runtimes import verify
+    from swedge.runtimes.ort_runner import OrtRunner
+
+    closed = []
+    real_close = OrtRunner.close
+    monkeypatch.setattr(OrtRunner, "close", lambda self: (closed.append(self.path.name), real_close(self)))
+    assert verify_bundle(bundle, progress=False).passed and len(closed) == 2
+
+    def crash(runner, probe, batch):
+        raise RuntimeError("the runtime crashed")
+
+    closed.clear()
+    monkeypatch.setattr(verify, "_embed", crash)
+    report = verify_bundle(bundle, progress=False)
+    assert [r.status for r in report.rows] == ["fail", "fail"] and "the runtime crashed" in report.rows[0].reason
+    assert sorted(closed) == ["w0.5-fp32.onnx", "w1-fp32.onnx"]
