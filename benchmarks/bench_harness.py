@@ -33,12 +33,12 @@ def pure_inference(bundle: Path, batch: int = 64) -> float:
     from swedge.runtimes.manifest import read_manifest
 
     b = read_manifest(bundle)
-    inputs = np.load(bundle / b.manifest["probe"]["inputs"], mmap_mode="r")
+    inputs = np.load(bundle / b.manifest.probe.inputs, mmap_mode="r")
     total = 0.0
     for a in b.artifacts:
-        if a["format"] != "onnx" or a["status"] != "ok":
+        if a.format != "onnx" or a.status != "ok":
             continue
-        runner = runner_class("onnxruntime")(bundle / a["path"], a).load()
+        runner = runner_class("onnxruntime")(bundle / a.path, a).load()
         runner._infer(np.ascontiguousarray(inputs[:batch]))  # warm-up, as verify's first batch is not special
         t0 = time.perf_counter()
         for i in range(0, len(inputs), batch):

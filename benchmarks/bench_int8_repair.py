@@ -39,12 +39,12 @@ def main() -> int:
         export_s = time.perf_counter() - t0
         report = verify_bundle(out, progress=False)
     rows = []
-    for a in manifest["artifacts"]:
-        r = a.get("repair") or {}
-        ran = [x for x in report.rows if x.id == a["id"]]
+    for a in manifest.artifacts:
+        r = a.repair
+        ran = [x for x in report.rows if x.id == a.id]
         v = next((x for x in ran if x.status != "skipped"), ran[0] if ran else None)  # TRT-ready ONNX: its QDQ row
-        rows.append({"id": a["id"], "before": r.get("before"), "repaired": r.get("repaired"),
-                     "kept_float": r.get("kept_float", []), "tries": [t["kept"] for t in r.get("tries", [])],
+        rows.append({"id": a.id, "before": r and r.before, "repaired": r and r.repaired,
+                     "kept_float": list(r and r.kept_float or []), "tries": [t["kept"] for t in (r and r.tries or [])],
                      "verify": None if v is None else {"runtime": v.runtime, "status": v.status, "reason": v.reason,
                                                        "cosine_mean": v.cosine_mean, "delta_map_self": v.delta_map_self,
                                                        "delta_map": v.delta_map}})

@@ -32,10 +32,10 @@ def main() -> int:
     from swedge.runtimes.ort_runner import OrtRunner
 
     def entry(root: str, aid: str) -> dict:
-        found = [a for a in read_manifest(Path(root)).artifacts if a["id"] == aid]
+        found = [a for a in read_manifest(Path(root)).artifacts if a.id == aid]
         if not found:
             raise SystemExit(f"{root} has no artifact {aid}")
-        return {**found[0], "file": str(Path(root) / found[0]["path"])}
+        return {**found[0].to_dict(), "file": str(Path(root) / found[0].path)}
 
     fp32_id = args.id.replace("-int8", "-fp32")
     files = {"plain int8": entry(args.plain, args.id), "repaired int8": entry(args.repaired, args.id),

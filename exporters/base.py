@@ -51,7 +51,8 @@ class ExportResult:
     tools: dict = field(default_factory=dict)          # library -> version used
     quantization: dict | None = None  # {"algorithm", "scope", "calibration_sha256", "calibration_size", ...}
     notes: list[str] = field(default_factory=list)     # e.g. "weights-only int8", "fp16 compressed weights"
-    extra: dict = field(default_factory=dict)          # format-specific facts (e.g. TensorRT engine status)
+    extra: dict = field(default_factory=dict)          # format-specific facts (e.g. TensorRT engine status):
+                                    # fields of swedge.runtimes.manifest_types.ArtifactEntry
     runtimes: list[str] = field(default_factory=list)  # runtimes that can run it (first = default): the
                                     # format's, set by Exporter.export
     batch: str = "dynamic"          # "dynamic" or "static:N"

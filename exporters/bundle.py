@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,8 @@ from swedge.io import atomic_write_json, umask
 from swedge.outputs import check_replace, check_writable, exclusive, remove_stale_staging, staging_prefix
 from swedge.runtimes.manifest import (MANIFEST, PRECISIONS, SCHEMA, SCHEMA_VERSION, artifact_id, tree_bytes,
                                       tree_sha256)
+from swedge.runtimes.manifest_types import (ArtifactEntry, InputSpec, Manifest, OutputSpec, Parity, ProbeEntry,
+                                            ReferenceEntry, SourceCheckpoint)
 
 PARITY_IMAGES = 64  # probe rows checked straight after export (the full check is `swedge verify`)
 
@@ -107,7 +109,7 @@ def _calibration(plan: ExportPlan, preprocess, progress: bool):
                                  progress=progress)
 
 
-def _embed_here(result_path: Path, entry: dict, inputs: np.ndarray):
+def _embed_here(result_path: Path, entry: ArtifactEntry, inputs: np.ndarray):
     """(runtime name, features) on the first of the artifact's runtimes that runs here, or (None, reasons)."""
     from swedge.runtimes import RuntimeUnavailable, runner_class, runtimes_for
 
@@ -121,44 +123,43 @@ def _embed_here(result_path: Path, entry: dict, inputs: np.ndarray):
     return None, "; ".join(reasons) or "no runtime for this format"
 
 
-def _parity(result_path: Path, entry: dict, probe: np.ndarray, reference: np.ndarray) -> dict:
+def _parity(result_path: Path, entry: ArtifactEntry, probe: np.ndarray, reference: np.ndarray) -> Parity:
     """Straight-after-export check on the first probe rows, on the first runtime that runs here."""
     from swedge.metrics.fidelity import row_cosine
 
     name, feats = _embed_here(result_path, entry, probe[:PARITY_IMAGES])
     if name is None:
-        return {"runtime": None, "skipped": feats}
+        return Parity(runtime=None, skipped=feats)
     cos = row_cosine(feats, reference[:PARITY_IMAGES])
-    return {"runtime": name, "rows": int(len(cos)), "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean())}
+    return Parity(runtime=name, rows=int(len(cos)), cosine_min=float(cos.min()), cosine_mean=float(cos.mean()))
 
 
-def _export_one(exporter, job: ExportJob, probe, reference) -> dict:
+def _export_one(exporter, job: ExportJob, probe, reference) -> ArtifactEntry:
     if interrupted():  # a Ctrl-C that a backend hid (swallowed, or as another exception): start nothing more
         raise KeyboardInterrupt
-    entry: dict = {"id": artifact_id(exporter.name, job.width, job.precision), "format": exporter.name,
-                   "width": job.width, "precision": job.precision}
+    head = dict(id=artifact_id(exporter.name, job.width, job.precision), format=exporter.name, width=job.width,
+                precision=job.precision)
     t0 = time.perf_counter()
     reason = exporter.unsupported(job.precision) or exporter.missing()
     if reason:
-        return {**entry, "status": "skipped", "reason": reason}
+        return ArtifactEntry(**head, status="skipped", reason=reason)
     try:
         res = exporter.export(job)
     except ExportSkipped as exc:
-        return {**entry, "status": "skipped", "reason": str(exc)}
+        return ArtifactEntry(**head, status="skipped", reason=str(exc))
     except SwedgeError:
         raise
     except Exception as exc:  # a backend bug: record it, keep exporting the rest, exit non-zero at the end
-        return {**entry, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+        return ArtifactEntry(**head, status="failed", reason=f"{type(exc).__name__}: {exc}")
     seconds = time.perf_counter() - t0
     rel = res.path.relative_to(job.out.parents[1])
-    entry.update(path=rel.as_posix(), sha256=tree_sha256(res.path), bytes=tree_bytes(res.path),
-                 export_seconds=round(seconds, 3), status="ok", runtimes=res.runtimes, batch=res.batch,
-                 tools=res.tools, quantization=res.quantization, notes=res.notes, **res.extra)
-    entry["parity"] = _parity(res.path, entry, probe, reference)
-    return entry
+    entry = ArtifactEntry(**head, path=rel.as_posix(), sha256=tree_sha256(res.path), bytes=tree_bytes(res.path),
+                          export_seconds=round(seconds, 3), status="ok", runtimes=res.runtimes, batch=res.batch,
+                          tools=res.tools, quantization=res.quantization, notes=res.notes, **res.extra)
+    return replace(entry, parity=_parity(res.path, entry, probe, reference))
 
 
-def export_bundle(plan: ExportPlan, *, progress: bool = True, on_artifact=None) -> dict:
+def export_bundle(plan: ExportPlan, *, progress: bool = True, on_artifact=None) -> Manifest:
     """Write the bundle; returns the manifest. ``on_artifact(entry)`` is called after each artifact.
 
     One export per --out at a time (a lock beside it); Ctrl-C aborts and publishes nothing."""
@@ -170,7 +171,7 @@ def export_bundle(plan: ExportPlan, *, progress: bool = True, on_artifact=None) 
         return _export_locked(plan, progress, on_artifact)
 
 
-def _export_locked(plan: ExportPlan, progress: bool, on_artifact) -> dict:
+def _export_locked(plan: ExportPlan, progress: bool, on_artifact) -> Manifest:
     from tqdm import tqdm
 
     from swedge.checkpoint import load_checkpoint
@@ -185,19 +186,21 @@ def _export_locked(plan: ExportPlan, progress: bool, on_artifact) -> dict:
                                        seed=plan.seed, progress=progress)
 
     with _staged_bundle(plan.out.resolve()) as staging:
-        manifest = _manifest_head(ckpt, widths, preprocess, calibration, plan)
-        manifest["probe"] = {"inputs": "probe/inputs.npy", "labels": "probe/labels.npz",
-                             "inputs_sha256": save_npy(staging / "probe/inputs.npy", probe_inputs),
-                             "labels_sha256": save_npz(staging / "probe/labels.npz", labels),
-                             "count": int(len(probe_inputs)), "queries": int(labels["is_query"].sum()),
-                             "source": str(plan.probe or plan.calib)}
-        modules, references = {}, {}
+        probe = ProbeEntry(inputs="probe/inputs.npy", labels="probe/labels.npz",
+                           inputs_sha256=save_npy(staging / "probe/inputs.npy", probe_inputs),
+                           labels_sha256=save_npz(staging / "probe/labels.npz", labels),
+                           count=int(len(probe_inputs)), queries=int(labels["is_query"].sum()),
+                           source=str(plan.probe or plan.calib))
+        manifest = _manifest_head(ckpt, widths, preprocess, calibration, plan, probe)
+        modules, references, listed = {}, {}, {}
         for w in sorted({*widths, server}):
             modules[w] = slice_model(ckpt.model, w).eval()
             references[w] = reference_features(modules[w], probe_inputs)
             rel = f"reference/w{w:g}.npy"
-            manifest["references"][f"{w:g}"] = {"path": rel, "sha256": save_npy(staging / rel, references[w]),
-                                                "parameters": count_parameters(modules[w])}
+            listed[f"{w:g}"] = ReferenceEntry(path=rel, sha256=save_npy(staging / rel, references[w]),
+                                              parameters=count_parameters(modules[w]))
+        manifest = replace(manifest, references=listed)
+        artifacts = []
         example = (calibration.inputs if calibration is not None else probe_inputs)[:4]
         repair = _Repair(plan, modules, calibration, probe_inputs, labels, references, staging, progress)
         jobs = [(f, w, p) for f in plan.formats for w in widths for p in plan.precisions]
@@ -213,17 +216,18 @@ def _export_locked(plan: ExportPlan, progress: bool, on_artifact) -> dict:
                             example=example, calibration=calibration, max_batch=plan.max_batch, workdir=work,
                             metadata=_artifact_metadata(manifest, w, p))
             entry = _export_one(exporter, job, probe_inputs, references[w])
-            if plan.int8_repair and p == "int8" and entry["status"] == "ok":
+            if plan.int8_repair and p == "int8" and entry.status == "ok":
                 bar.set_postfix_str(f"{fmt} w{w:g} {p}: checking the gate (--int8-repair)")
                 entry = repair(exporter, job, entry)
             shutil.rmtree(work, ignore_errors=True)
-            manifest["artifacts"].append(entry)
+            artifacts.append(entry)
             if on_artifact:
                 on_artifact(entry)
         for d in staging.iterdir():  # formats that produced nothing leave no empty folder behind
             if d.is_dir() and not any(d.iterdir()):
                 d.rmdir()
-        atomic_write_json(staging / MANIFEST, manifest)
+        manifest = replace(manifest, artifacts=tuple(artifacts))
+        atomic_write_json(staging / MANIFEST, manifest.to_dict())
     return manifest
 
 
@@ -236,7 +240,7 @@ class _Repair:
         self.staging, self.progress = staging, progress
         self._gate, self._rankings = None, {}
 
-    def __call__(self, exporter, job: ExportJob, entry: dict) -> dict:
+    def __call__(self, exporter, job: ExportJob, entry: ArtifactEntry) -> ArtifactEntry:
         from swedge.exporters.repair import ExportGate, repair_int8
 
         if self._gate is None:
@@ -267,36 +271,33 @@ class _Repair:
         return self._rankings[width, fmt]
 
 
-def _manifest_head(ckpt, widths, preprocess, calibration, plan) -> dict:
+def _manifest_head(ckpt, widths, preprocess, calibration, plan, probe: ProbeEntry) -> Manifest:
+    """The manifest before any reference or artifact is listed."""
     from swedge.runtimes.host import host_record
 
     h, w = preprocess.size
-    return {
-        "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "swedge_version": __version__,
-        "checkpoint": {"path": str(Path(plan.checkpoint).resolve()), "sha256": ckpt.file_sha256,
-                       "tensors_sha256": ckpt.meta.get("tensors_sha256"), "arch": ckpt.config.arch,
-                       "widths": widths, "embedding_dim": ckpt.config.embedding_dim,
-                       "method": ckpt.meta.get("method", {}).get("name")},
-        "server_width": max(ckpt.widths),
-        "preprocess": preprocess.to_dict(),
-        "input": {"name": INPUT_NAME, "shape": [-1, 3, h, w], "dtype": "float32", "layout": "NCHW"},
-        "output": {"name": OUTPUT_NAME, "dim": ckpt.config.embedding_dim, "dtype": "float32"},
-        "calibration": calibration.record() if calibration is not None else None,
-        "tools": version_of("torch", "numpy", *export_tools()),
-        "export_host": host_record(),  # int8 kernels differ by CPU: verify compares its own host with this one
-        "references": {},
-        "artifacts": [],
-    }
+    return Manifest(
+        schema=SCHEMA, schema_version=SCHEMA_VERSION, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        swedge_version=__version__,
+        checkpoint=SourceCheckpoint(path=str(Path(plan.checkpoint).resolve()), sha256=ckpt.file_sha256,
+                                    tensors_sha256=ckpt.meta.get("tensors_sha256"), arch=ckpt.config.arch,
+                                    widths=widths, embedding_dim=ckpt.config.embedding_dim,
+                                    method=ckpt.meta.get("method", {}).get("name")),
+        server_width=max(ckpt.widths), preprocess=preprocess,
+        input=InputSpec(name=INPUT_NAME, shape=(-1, 3, h, w), dtype="float32", layout="NCHW"),
+        output=OutputSpec(name=OUTPUT_NAME, dim=ckpt.config.embedding_dim, dtype="float32"),
+        calibration=calibration.record() if calibration is not None else None,
+        tools=version_of("torch", "numpy", *export_tools()),
+        export_host=host_record(),  # int8 kernels differ by CPU: verify compares its own host with this one
+        references={}, artifacts=(), probe=probe)
 
 
-def _artifact_metadata(manifest: dict, width: float, precision: str) -> dict:
+def _artifact_metadata(manifest: Manifest, width: float, precision: str) -> dict:
     import json
 
     return {"swedge.version": __version__, "swedge.width": f"{width:g}", "swedge.precision": precision,
-            "swedge.checkpoint_sha256": manifest["checkpoint"]["sha256"],
-            "swedge.preprocess": json.dumps(manifest["preprocess"], sort_keys=True)}
+            "swedge.checkpoint_sha256": manifest.checkpoint.sha256,
+            "swedge.preprocess": json.dumps(manifest.preprocess.to_dict(), sort_keys=True)}
 
 
 @contextmanager
@@ -329,14 +330,12 @@ def _publish(staging: Path, out: Path) -> None:
 
 
 def write_subset(src, ids: list[str], out: Path, *, extra: dict, force: bool = False,
-                 command: str = "swedge select") -> dict:
+                 command: str = "swedge select") -> Manifest:
     """A bundle at ``out`` holding only the artifacts ``ids`` of the read bundle ``src`` (a
     ``swedge.runtimes.manifest.Bundle``), its probe, and the references of their widths and of the server width;
-    ``extra`` is added to the manifest (e.g. the device it was chosen for). Written as an export is: staged beside
+    ``extra`` sets manifest fields (e.g. ``device``, what it was chosen for). Written as an export is: staged beside
     ``out``, every copied file checked against the manifest's sha256, renamed into place; one writer per ``out``,
     ``--force`` replaces only a bundle. Returns the new manifest."""
-    import copy
-
     out = Path(out).absolute()
     check_writable(out, "--out", folder=True)
     check_replace(out, what="a bundle", marker=f"no {MANIFEST} of schema {SCHEMA}", is_ours=is_bundle, force=force,
@@ -346,22 +345,18 @@ def write_subset(src, ids: list[str], out: Path, *, extra: dict, force: bool = F
                       force=force, inputs={"BUNDLE": src.root})
         for p in remove_stale_staging(out):
             print(f"{command}: removed {p}, left by a writer that was killed", file=sys.stderr)
-        manifest = copy.deepcopy(src.manifest)
-        manifest["artifacts"] = [a for a in manifest["artifacts"] if a["id"] in ids]
-        if missing := sorted(set(ids) - {a["id"] for a in manifest["artifacts"]}):
+        artifacts = tuple(a for a in src.artifacts if a.id in ids)
+        if missing := sorted(set(ids) - {a.id for a in artifacts}):
             raise SwedgeError(f"{src.root} has no artifact {missing}")
-        keep = {float(a["width"]) for a in manifest["artifacts"]} | {src.server_width}
-        manifest["references"] = {k: r for k, r in manifest["references"].items() if float(k) in keep}
-        manifest.update(extra)
-        files = [(m["probe"][k], m["probe"][f"{k}_sha256"]) for m in (manifest,) for k in ("inputs", "labels")]
-        files += [(r["path"], r["sha256"]) for r in manifest["references"].values()]
-        files += [(a["path"], a["sha256"]) for a in manifest["artifacts"]]
+        keep = {float(a.width) for a in artifacts} | {src.server_width}
+        manifest = replace(src.manifest, artifacts=artifacts, **extra,
+                           references={k: r for k, r in src.manifest.references.items() if float(k) in keep})
         with _staged_bundle(out) as staging:
-            for rel, sha in files:
+            for rel, sha, _, _ in manifest.listed_files():
                 source, target = src.check_file(rel, sha), staging / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
                 (shutil.copytree if source.is_dir() else shutil.copy2)(source, target)
                 if tree_sha256(target) != sha:  # the copy is what the manifest promises, or nothing is published
                     raise SwedgeError(f"{rel} changed while it was copied to {out}; run the command again")
-            atomic_write_json(staging / MANIFEST, manifest)
+            atomic_write_json(staging / MANIFEST, manifest.to_dict())
     return manifest

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from swedge.exporters.formats import FORMATS, format_of, runner_modules, runs_here
 from swedge.runtimes.base import RUNTIMES, Runner, RuntimeUnavailable
+
+if TYPE_CHECKING:  # pragma: no cover - imports this package
+    from swedge.runtimes.manifest_types import ArtifactEntry
 
 
 def runner_class(name: str) -> type[Runner]:
@@ -23,25 +27,37 @@ def runner_class(name: str) -> type[Runner]:
     return RUNTIMES.get(name)
 
 
-def runtimes_for(entry: dict) -> list[str]:
-    """Runtimes for a manifest artifact entry, preferred first: the ones it lists, else its format's; those that
-    cannot run on this machine are left out unless nothing else is left (the runner then says why)."""
-    fmt = FORMATS.get(entry.get("format", ""))
-    listed = entry.get("runtimes") or (list(fmt.runners) if fmt else [])
+def runtimes_for(entry: ArtifactEntry) -> list[str]:
+    """Runtimes for a manifest artifact entry, preferred first: the ones it lists, else its format's."""
+    fmt = FORMATS.get(entry.format)
+    return _here(entry.runtimes or (list(fmt.runners) if fmt else []))
+
+
+def _here(listed) -> list[str]:
+    """Those that cannot run on this machine left out, unless nothing else is left (the runner then says why)."""
     return [r for r in listed if runs_here(r)] or list(listed)
 
 
-def load(artifact: str | Path | dict, *, bundle_root: str | Path | None = None, runtime: str | None = None,
-         threads: int | None = None) -> Runner:
-    """A loaded runner for a manifest entry (dict, paths relative to ``bundle_root``) or an artifact path
-    (its format guessed from the suffix). ``runtime`` picks one of the entry's runtimes explicitly."""
+def load(artifact: str | Path | dict | ArtifactEntry, *, bundle_root: str | Path | None = None,
+         runtime: str | None = None, threads: int | None = None) -> Runner:
+    """A loaded runner for a manifest entry (paths relative to ``bundle_root``; a dict is read as one) or an
+    artifact path (its format guessed from the suffix). ``runtime`` picks one of the entry's runtimes explicitly."""
+    from swedge.runtimes.manifest_types import ArtifactEntry
+
+    entry = None
     if isinstance(artifact, dict):
-        entry = artifact
-        path = Path(bundle_root or ".") / entry["path"]
+        artifact = ArtifactEntry.from_dict(artifact, "artifact")
+    if isinstance(artifact, ArtifactEntry):
+        if artifact.path is None:
+            from swedge.errors import SwedgeError
+
+            raise SwedgeError(f"artifact {artifact.id} has no file: it was {artifact.status} at export")
+        entry, path = artifact, Path(bundle_root or ".") / artifact.path
+        names = runtimes_for(entry)
     else:
         path = Path(artifact)
-        entry = {"format": _format_of(path), "path": str(path)}
-    name = runtime or runtimes_for(entry)[0]
+        names = _here(list(FORMATS[_format_of(path)].runners))
+    name = runtime or names[0]
     return runner_class(name)(path, entry, threads=threads).load()
 
 

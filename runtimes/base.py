@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from swedge.errors import SwedgeError
 from swedge.registry import Registry
+
+if TYPE_CHECKING:  # pragma: no cover
+    from swedge.runtimes.manifest_types import ArtifactEntry
 
 
 class RuntimeUnavailable(SwedgeError):
@@ -33,9 +37,9 @@ class Runner:
     label = ""  # how reports name it, e.g. "MIL reference (numpy), not the Core ML runtime"
     max_batch: int | None = None
 
-    def __init__(self, path: str | Path, entry: dict | None = None, *, threads: int | None = None):
+    def __init__(self, path: str | Path, entry: ArtifactEntry | None = None, *, threads: int | None = None):
         self.path = Path(path)
-        self.entry = entry or {}
+        self.entry = entry  # the bundle's record of the artifact; None for a bare file
         self.threads = threads
         self.last_inference_s = 0.0
         self._loaded = False

@@ -19,7 +19,7 @@ import numpy as np
 from swedge.errors import SwedgeError
 from swedge.runtimes import memory
 from swedge.runtimes.host import describe, host_record
-from swedge.runtimes.manifest import MANIFEST, file_sha256, read_manifest
+from swedge.runtimes.manifest import MANIFEST, ArtifactEntry, Manifest, file_sha256, read_manifest
 from swedge.runtimes.probe import load_probe
 
 
@@ -58,11 +58,11 @@ def time_runner(runner, x: np.ndarray, *, warmup: int, iters: int) -> tuple[floa
     return float(np.percentile(times, 50)), float(np.percentile(times, 90))
 
 
-def _torch_checkpoint(manifest: dict, override) -> tuple[Path | None, str]:
-    path = Path(override or manifest["checkpoint"]["path"])
+def _torch_checkpoint(manifest: Manifest, override) -> tuple[Path | None, str]:
+    path = Path(override or manifest.checkpoint.path)
     if not path.is_file():
         return None, f"checkpoint {path} not found (pass --checkpoint)"
-    if file_sha256(path) != manifest["checkpoint"]["sha256"]:
+    if file_sha256(path) != manifest.checkpoint.sha256:
         return None, f"checkpoint {path} is not the one this bundle was exported from (sha256 differs)"
     return path, ""
 
@@ -81,10 +81,10 @@ def bench_bundle(root, *, batches=(1, 32), warmup: int = 5, iters: int = 30, thr
     if torch_baseline:
         ckpt, why = _torch_checkpoint(bundle.manifest, checkpoint)
         for w in bundle.widths:
-            jobs.append(({"format": "torch", "width": w, "precision": "fp32", "id": f"torch-w{w:g}"}, "torch", ckpt,
-                         why))
+            eager = ArtifactEntry(id=f"torch-w{w:g}", format="torch", width=w, precision="fp32", status="ok")
+            jobs.append((eager, "torch", ckpt, why))
     for a in bundle.artifacts:
-        if a.get("status") != "ok" or (formats and a["format"] not in formats):
+        if a.status != "ok" or (formats and a.format not in formats):
             continue
         for name in runtimes_for(a):
             if runtimes and name not in runtimes:
@@ -93,14 +93,13 @@ def bench_bundle(root, *, batches=(1, 32), warmup: int = 5, iters: int = 30, thr
             jobs.append((a, name, None, why))
     out: list[Timing] = []
     for a, name, path, why in tqdm(jobs, desc="bench", unit="model", disable=not progress):
-        rows = [Timing(a["format"], name, float(a["width"]), a["precision"], b, id=a["id"], bytes=a.get("bytes"))
-                for b in batches]
+        rows = [Timing(a.format, name, float(a.width), a.precision, b, id=a.id, bytes=a.bytes) for b in batches]
         out += rows
         try:
             if why:
                 raise RuntimeUnavailable(why)
             if path is None:
-                path = bundle.check_file(a["path"], a["sha256"])
+                path = bundle.check_file(a.path, a.sha256)
             method = memory.reset_peak()
             with runner_class(name)(path, a, threads=threads) as runner:
                 for t in rows:

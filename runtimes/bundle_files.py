@@ -77,15 +77,23 @@ def tree_bytes(path: str | Path) -> int:
     return sum(f.stat().st_size for f in folder_files(path))
 
 
+def outside_problem(rel: str) -> str | None:
+    """Why the manifest path ``rel`` does not name a place inside the bundle (empty, absolute, a '..' part)."""
+    parts = PurePosixPath(rel).parts
+    if not parts:
+        return "is an empty path"
+    if PurePosixPath(rel).is_absolute() or ".." in parts or Path(rel).is_absolute():
+        return f"points outside the bundle: {rel!r}"
+    return None
+
+
 def inside(root: Path, rel: str, field: str) -> Path:
     """``root / rel`` after checking that ``rel`` (the manifest's ``field``) stays inside the bundle and that no
     part of it, nor anything inside it when it is a folder, is a symlink. Parts that do not exist are left to
     the caller (a missing artifact is that artifact's failure)."""
+    if problem := outside_problem(rel):
+        raise BundleError(f"'{field}' {problem}; re-export the bundle")
     parts = PurePosixPath(rel).parts
-    if not parts:
-        raise BundleError(f"'{field}' is an empty path; re-export the bundle")
-    if PurePosixPath(rel).is_absolute() or ".." in parts or Path(rel).is_absolute():
-        raise BundleError(f"manifest path {rel!r} ('{field}') points outside the bundle; re-export the bundle")
     p = root
     for part in parts:
         p = p / part

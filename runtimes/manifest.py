@@ -20,7 +20,7 @@ from pathlib import Path
 
 from swedge.runtimes.bundle_files import (LINK_REFUSED, BundleError, file_sha256, folder_files,  # noqa: F401
                                           inside, tree_bytes, tree_sha256)
-from swedge.runtimes.manifest_check import PRECISIONS, FieldProblem, check_manifest
+from swedge.runtimes.manifest_types import PRECISIONS, ArtifactEntry, FieldProblem, Manifest  # noqa: F401
 
 SCHEMA = "swedge.bundle"
 SCHEMA_VERSION = 1
@@ -33,14 +33,14 @@ def artifact_id(fmt: str, width: float, precision: str) -> str:
 
 @dataclass
 class Bundle:
-    """A read, validated bundle: ``root`` folder and its ``manifest`` dict."""
+    """A read, validated bundle: ``root`` folder and its typed ``manifest``."""
 
     root: Path
-    manifest: dict
+    manifest: Manifest
 
     @property
-    def artifacts(self) -> list[dict]:
-        return self.manifest["artifacts"]
+    def artifacts(self) -> tuple[ArtifactEntry, ...]:
+        return self.manifest.artifacts
 
     def require_artifacts(self) -> None:
         if not self.artifacts:
@@ -49,23 +49,15 @@ class Bundle:
 
     @property
     def widths(self) -> list[float]:
-        return [float(w) for w in self.manifest["checkpoint"]["widths"]]
+        return [float(w) for w in self.manifest.checkpoint.widths]
 
     @property
     def server_width(self) -> float:
-        return float(self.manifest.get("server_width", max(self.widths)))
+        return float(self.manifest.server)
 
     def path_of(self, rel: str, field: str = "path") -> Path:
         """``rel`` inside the bundle; BundleError when it leaves the bundle or passes through a symlink."""
         return inside(self.root, rel, field)
-
-    def listed_paths(self) -> list[tuple[str, str, dict]]:
-        """(path, field, entry) of every file the manifest lists: probe, references, exported artifacts."""
-        m = self.manifest
-        out = [(m["probe"][k], f"probe.{k}", m["probe"]) for k in ("inputs", "labels")]
-        out += [(r["path"], f"references.{w}.path", r) for w, r in m["references"].items()]
-        out += [(a["path"], f"artifacts[{i}].path", a) for i, a in enumerate(m["artifacts"]) if a["status"] == "ok"]
-        return out
 
     def check_file(self, rel: str, sha256: str) -> Path:
         """The path of a listed file after checking its sha256; BundleError names a mismatch."""
@@ -79,28 +71,20 @@ class Bundle:
         return p
 
 
-def repair_summaries(artifacts: list) -> list[str]:
+def repair_summaries(artifacts) -> list[str]:
     """One line per int8 artifact that ``swedge export --int8-repair`` re-exported (or failed to repair), from the
-    manifest's ``repair`` records; a malformed record is a BundleError naming the artifact."""
+    manifest's ``repair`` records (their fields checked when the manifest was read)."""
     lines = []
     for a in artifacts:
-        r = a.get("repair") if isinstance(a, dict) else None
-        if r is None or (isinstance(r, dict) and r.get("needed") is not True):
+        r = a.repair
+        if r is None or not r.needed:
             continue
-        try:
-            before = float(r["before"]["delta_map"])
-            if r["repaired"]:
-                kept = r["kept_float"]
-                if not isinstance(kept, list) or not all(isinstance(k, str) for k in kept):
-                    raise TypeError("kept_float must be a list of layer names")
-                lines.append(f"int8 repair: {a['id']} keeps {len(kept)} layer(s) float ({', '.join(kept)}); "
-                             f"ΔmAP cross {before:+.2f} -> {float(r['after']['delta_map']):+.2f} at export")
-            else:
-                lines.append(f"int8 repair: {a['id']} not repaired (ΔmAP cross {before:+.2f} at export): "
-                             f"{str(r.get('reason', ''))}")
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise BundleError(f"artifact {a.get('id')!r}: malformed 'repair' record ({exc}); re-export the "
-                              "bundle") from None
+        before = float(r.before["delta_map"])
+        if r.repaired:
+            lines.append(f"int8 repair: {a.id} keeps {len(r.kept_float)} layer(s) float ({', '.join(r.kept_float)}); "
+                         f"ΔmAP cross {before:+.2f} -> {float(r.after['delta_map']):+.2f} at export")
+        else:
+            lines.append(f"int8 repair: {a.id} not repaired (ΔmAP cross {before:+.2f} at export): {r.reason or ''}")
     return lines
 
 
@@ -129,23 +113,17 @@ def read_manifest(root: str | Path) -> Bundle:
         raise BundleError(f"{path} has schema version {version!r}; this swedge reads up to {SCHEMA_VERSION}: "
                           "upgrade swedge (pip install -U swedge)")
     try:
-        check_manifest(manifest)
+        bundle = Bundle(root=root, manifest=Manifest.from_dict(manifest))
     except FieldProblem as exc:
         raise BundleError(f"{path}: {exc}; re-export the bundle") from None
-    if "export_host" in manifest:  # absent in bundles exported before it existed: allowed
-        from swedge.runtimes.host import record_problem
-
-        if problem := record_problem(manifest["export_host"]):
-            raise BundleError(f"{path}: 'export_host' {problem}; re-export the bundle (or remove the field)")
-    bundle = Bundle(root=root, manifest=manifest)
-    for rel, field, entry in bundle.listed_paths():  # before anything is read: nothing may resolve outside
-        p = bundle.path_of(rel, field)
-        if "files" in entry and p.is_dir():
-            _check_listed_files(p, entry["files"], field)
+    for listed in bundle.manifest.listed_files():  # before anything is read: nothing may resolve outside
+        p = bundle.path_of(listed.path, listed.field)
+        if listed.files is not None and p.is_dir():
+            _check_listed_files(p, listed.files, listed.field)
     return bundle
 
 
-def _check_listed_files(folder: Path, listed: list[str], field: str) -> None:
+def _check_listed_files(folder: Path, listed, field: str) -> None:
     """A folder artifact holds exactly the files its manifest entry lists (the hash covers them all, and an
     extra file would be read by nobody the manifest names)."""
     present = {f.relative_to(folder).as_posix() for f in folder_files(folder)}

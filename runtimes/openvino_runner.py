@@ -14,6 +14,7 @@ import numpy as np
 from swedge.errors import SwedgeError, require
 
 from .base import RUNTIMES, Runner
+from .manifest_types import ArtifactEntry
 
 XML = "model.xml"
 RT_INFO_KEY = "swedge"
@@ -25,7 +26,7 @@ class OpenVINORunner(Runner):
     extra = "openvino"
     max_batch = None  # the IR's batch dimension is dynamic
 
-    def __init__(self, path, entry: dict | None = None, *, threads: int | None = None,
+    def __init__(self, path, entry: ArtifactEntry | None = None, *, threads: int | None = None,
                  inference_precision: str | None = "f32"):
         super().__init__(path, entry, threads=threads)
         if inference_precision not in INFERENCE_PRECISIONS:

@@ -14,6 +14,7 @@ import numpy as np
 
 from swedge.errors import SwedgeError, require
 from swedge.runtimes.base import RUNTIMES, Runner, RuntimeUnavailable
+from swedge.runtimes.manifest_types import ArtifactEntry
 
 MODEL_IN_FOLDER = "model.onnx"
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
@@ -26,11 +27,11 @@ class OrtRunner(Runner):
     label = "ONNX Runtime"
     qdq_reference = False
 
-    def __init__(self, path, entry: dict | None = None, *, threads: int | None = None,
+    def __init__(self, path, entry: ArtifactEntry | None = None, *, threads: int | None = None,
                  providers: list[str] | tuple[str, ...] | None = None):
         super().__init__(path, entry, threads=threads)
         # Explicit argument first, then the manifest entry's choice, then CPU.
-        self.providers = list(providers or self.entry.get("providers") or DEFAULT_PROVIDERS)
+        self.providers = list(providers or (entry and entry.providers) or DEFAULT_PROVIDERS)
         self._session: Any = None
         self._input = ""
         self._dtype: type = np.float32

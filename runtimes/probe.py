@@ -130,21 +130,20 @@ def _probe_labels(path, name: str, n: int):
 
 
 def load_probe(bundle: Bundle, batch: int) -> Probe:
-    p = bundle.manifest["probe"]
-    inputs = _probe_inputs(bundle.check_file(p["inputs"], p["inputs_sha256"]), p["inputs"],
-                           tuple(bundle.manifest["input"]["shape"][1:]), batch)
-    pids, camids, is_query = _probe_labels(bundle.check_file(p["labels"], p["labels_sha256"]), p["labels"],
-                                           len(inputs))
-    return Probe(inputs, pids, camids, is_query, p["inputs_sha256"])
+    p = bundle.manifest.probe
+    inputs = _probe_inputs(bundle.check_file(p.inputs, p.inputs_sha256), p.inputs,
+                           tuple(bundle.manifest.input.shape[1:]), batch)
+    pids, camids, is_query = _probe_labels(bundle.check_file(p.labels, p.labels_sha256), p.labels, len(inputs))
+    return Probe(inputs, pids, camids, is_query, p.inputs_sha256)
 
 
 def load_references(bundle: Bundle, rows: int, dim: int) -> dict[float, np.ndarray]:
     """Reference features of every width: float32 (``rows``, ``dim``), finite, no zero rows, not constant."""
     refs = {}
-    for w, r in bundle.manifest["references"].items():
-        name = r["path"]
+    for w, r in bundle.manifest.references.items():
+        name = r.path
         try:
-            a = np.load(bundle.check_file(name, r["sha256"]), allow_pickle=False)
+            a = np.load(bundle.check_file(name, r.sha256), allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
             raise BundleError(f"{name} is not a readable .npy array ({exc}); {FIX}") from None
         if a.dtype != np.float32 or a.shape != (rows, dim):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from swedge.errors import SwedgeError
 from swedge.runtimes.host import describe
+from swedge.runtimes.manifest_types import ArtifactEntry
 from swedge.runtimes.memory import MB
 from swedge.runtimes.profiles import NAME, Profile
 
@@ -161,12 +162,12 @@ def _number(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def judge(artifact: dict, p: Profile, bench: dict, verify: dict, server_map: float | None) -> dict:
+def judge(artifact: ArtifactEntry, p: Profile, bench: dict, verify: dict, server_map: float | None) -> dict:
     """One candidate: its figures and every reason it does not fit (empty: fits)."""
-    aid = artifact["id"]
-    size = artifact.get("bytes")
-    c = {"id": aid, "format": artifact["format"], "width": float(artifact["width"]),
-         "precision": artifact["precision"], "runtime": p.runtime, "size_mb": None if size is None else size / MB,
+    aid = artifact.id
+    size = artifact.bytes
+    c = {"id": aid, "format": artifact.format, "width": float(artifact.width),
+         "precision": artifact.precision, "runtime": p.runtime, "size_mb": None if size is None else size / MB,
          "p50_ms": None, "p90_ms": None, "peak_rss_mb": None, "map_cross": None, "verify": None, "reasons": []}
     why = c["reasons"]
     t = _timing(bench, aid, p.runtime, p.batch)
@@ -221,7 +222,7 @@ def choose(bundle, p: Profile, bench: Measured, verify: Measured) -> Choice:
     if threads is not None and threads != p.threads:
         choice.notes.append(f"bench ran with {threads} thread(s), the profile says {p.threads}")
     for a in bundle.artifacts:
-        if a["status"] == "ok" and p.runtime in runtimes_for(a):
+        if a.status == "ok" and p.runtime in runtimes_for(a):
             choice.candidates.append(judge(a, p, bench.data, verify.data, server_map))
     fits = sorted((c for c in choice.candidates if not c["reasons"]), key=lambda c: _rank(c, p))
     for c in choice.candidates:
@@ -235,7 +236,7 @@ def choose(bundle, p: Profile, bench: Measured, verify: Measured) -> Choice:
 def runnable_runtimes(bundle) -> set[str]:
     from swedge.runtimes import runtimes_for
 
-    return {r for a in bundle.artifacts if a["status"] == "ok" for r in runtimes_for(a)}
+    return {r for a in bundle.artifacts if a.status == "ok" for r in runtimes_for(a)}
 
 
 __all__ = ["Choice", "Measured", "RULE", "THIS_HOST", "choose", "judge", "match", "parse_binding", "read_result",

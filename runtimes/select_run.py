@@ -50,14 +50,14 @@ def _runs_here(bundle, runtime: str) -> str | None:
     """None when ``runtime`` loads an artifact of the bundle here, else why not."""
     from swedge.runtimes import RuntimeUnavailable, runner_class, runtimes_for
 
-    a = next(a for a in bundle.artifacts if a["status"] == "ok" and runtime in runtimes_for(a))
+    a = next(a for a in bundle.artifacts if a.status == "ok" and runtime in runtimes_for(a))
     try:
-        path = bundle.check_file(a["path"], a["sha256"])
+        path = bundle.check_file(a.path, a.sha256)
         runner_class(runtime)(path, a, threads=1).load().close()
     except (RuntimeUnavailable, MissingDependencyError) as exc:
         return str(exc)
     except SwedgeError as exc:
-        return f"{a['id']}: {exc}"
+        return f"{a.id}: {exc}"
     return None
 
 
@@ -74,7 +74,7 @@ def check_inputs(bundle_path, profiles_path, bench_args, verify_args):
     checked: dict[str, str | None] = {}
     for p in profiles:
         if p.runtime not in runnable:
-            formats = sorted({a["format"] for a in bundle.artifacts if a["status"] == "ok"})
+            formats = sorted({a.format for a in bundle.artifacts if a.status == "ok"})
             raise SwedgeError(f"device {p.name}: no artifact of {bundle.root} runs on its runtime {p.runtime} (the "
                               f"bundle holds {', '.join(formats)}, run by {', '.join(sorted(runnable))})")
         given = bench[p.name]

@@ -79,12 +79,13 @@ class TensorRTRunner(Runner):
             return engine.read_bytes()
         if onnx is None or not onnx.is_file():
             raise SwedgeError(f"tensorrt: {path} holds neither {ENGINE_FILE} nor {ONNX_FILE}")
-        quantizer = (self.entry.get("quantization") or {}).get("quantizer")
+        entry = self.entry
+        quantizer = ((entry and entry.quantization) or {}).get("quantizer")
         if quantizer == "tensorrt-entropy":
             raise SwedgeError(f"tensorrt: {path} was calibrated inside TensorRT's builder but has no {ENGINE_FILE}; "
                               "its ONNX is fp32, so re-export it with TensorRT and --calib")
-        profile = (self.entry.get("engine") or {}).get("profile") or {}
-        options = BuildOptions(precision=str(self.entry.get("precision", "fp32")),
+        profile = ((entry and entry.engine) or {}).get("profile") or {}
+        options = BuildOptions(precision=entry.precision if entry else "fp32",
                                max_batch=int(profile.get("max", 64)), opt_batch=int(profile.get("opt", 8)))
         self.built_on_load = True
         return build_serialized_engine(onnx, options)

@@ -14,7 +14,7 @@ from swedge.runtimes.base import RUNTIMES, Runner
 
 @RUNTIMES.register("torch")
 class TorchRunner(Runner):
-    """``path`` is the checkpoint (.safetensors); ``entry["width"]`` the width to slice."""
+    """``path`` is the checkpoint (.safetensors); ``entry.width`` the width to slice."""
 
     extra = "torch"
     label = "torch eager (sliced sub-model)"
@@ -24,9 +24,9 @@ class TorchRunner(Runner):
         from swedge.checkpoint import load_checkpoint
         from swedge.nn.slicing import slice_model
 
-        if "width" not in self.entry:
+        if self.entry is None:
             raise SwedgeError("torch runner: the entry must name the width to slice")
-        width = float(self.entry["width"])
+        width = float(self.entry.width)
         ckpt = load_checkpoint(self.path, widths=[width])
         self._torch = torch
         self._module = slice_model(ckpt.model, width).eval()

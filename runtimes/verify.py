@@ -165,7 +165,7 @@ def reference_scores(refs: dict[float, np.ndarray], probe: Probe, server_w: floa
 def _baseline(path, probe: Probe, dim: int):
     """(old server gallery features, {width: old torch cross-test mAP}) from an older bundle."""
     old = read_manifest(path)
-    if old.manifest["probe"]["inputs_sha256"] != probe.sha256:
+    if old.manifest.probe.inputs_sha256 != probe.sha256:
         raise BundleError(f"baseline {path} was exported with a different probe set: export both with the same "
                           "--probe so the new queries can be searched in the old gallery")
     try:
@@ -174,7 +174,7 @@ def _baseline(path, probe: Probe, dim: int):
         raise BundleError(f"baseline {path}: {exc}") from None
     server = refs[old.server_width]
     cross = {w: 100 * probe.retrieval(probe.split(f)[0], probe.split(server)[1]).map for w, f in refs.items()}
-    return probe.split(server)[1], cross, {"bundle": str(path), "checkpoint_sha256": old.manifest["checkpoint"]["sha256"],
+    return probe.split(server)[1], cross, {"bundle": str(path), "checkpoint_sha256": old.manifest.checkpoint.sha256,
                                            "server_self_map": cross[old.server_width]}
 
 
@@ -182,9 +182,9 @@ def _rows_for(bundle: Bundle, runtimes: list[str] | None, formats: list[str] | N
     from swedge.runtimes import runtimes_for
 
     for a in bundle.artifacts:
-        if formats and a["format"] not in formats:
+        if formats and a.format not in formats:
             continue
-        names = runtimes_for(a) if a.get("status") == "ok" else [(a.get("runtimes") or ["-"])[0]]
+        names = runtimes_for(a) if a.status == "ok" else [(a.runtimes or ["-"])[0]]
         if runtimes:
             names = [n for n in names if n in runtimes]
         for name in names:
@@ -203,10 +203,10 @@ def verify_bundle(root, *, runtimes: list[str] | None = None, formats: list[str]
     try:
         bundle = read_manifest(root)
         report.manifest_sha256 = file_sha256(bundle.root / MANIFEST)
-        report.export_host = bundle.manifest.get("export_host")  # checked by read_manifest
+        report.export_host = bundle.manifest.export_host
         report.repairs = repair_summaries(bundle.artifacts)
         bundle.require_artifacts()
-        server_w, dim = bundle.server_width, bundle.manifest["output"]["dim"]
+        server_w, dim = bundle.server_width, bundle.manifest.output.dim
         probe = load_probe(bundle, batch)
         refs = load_references(bundle, len(probe.inputs), dim)
         old = _baseline(baseline, probe, dim) if baseline else None
@@ -223,15 +223,15 @@ def verify_bundle(root, *, runtimes: list[str] | None = None, formats: list[str]
     if (runtimes or formats) and not pairs:
         asked = " and ".join(f"{kind} {', '.join(v)}" for kind, v in (("format", formats), ("runtime", runtimes)) if v)
         report.errors.append(f"no artifact in {root} matches {asked} (it holds "
-                             f"{', '.join(sorted({a['format'] for a in bundle.artifacts}))})")
+                             f"{', '.join(sorted({a.format for a in bundle.artifacts}))})")
     for a, name in tqdm(pairs, desc="verify", unit="artifact", disable=not progress):
-        row = Row(id=a["id"], format=a["format"], width=float(a["width"]), precision=a["precision"], runtime=name)
+        row = Row(id=a.id, format=a.format, width=float(a.width), precision=a.precision, runtime=name)
         report.rows.append(row)
-        if a.get("status") != "ok":
-            row.status, row.reason = SKIP, f"not exported: {a.get('reason', a.get('status'))}"
+        if a.status != "ok":
+            row.status, row.reason = SKIP, f"not exported: {a.status if a.reason is None else a.reason}"
             continue
         try:
-            path = bundle.check_file(a["path"], a["sha256"])
+            path = bundle.check_file(a.path, a.sha256)
             with runner_class(name)(path, a, threads=threads) as runner:
                 row.runtime_label = runner.label or name
                 t0 = time.perf_counter()

@@ -394,7 +394,7 @@ def export(checkpoint, out, *, formats=None, widths=None, precisions=None, calib
     check_not_an_input(json_p, "--json", plan_inputs(plan))
     manifest = export_bundle(plan, progress=as_bool(progress, "progress"))
     if json_p is not None:
-        atomic_write_json(json_p, {"bundle": os.fspath(out), "artifacts": manifest["artifacts"]})
+        atomic_write_json(json_p, {"bundle": os.fspath(out), "artifacts": manifest.to_dict()["artifacts"]})
     return Bundle(root=plan.out.resolve(), manifest=manifest)
 
 
@@ -502,7 +502,7 @@ def bench(bundle, *, batches=BENCH_BATCHES, iters=BENCH_ITERS, warmup=BENCH_WARM
 
 def open_bundle(path) -> "Bundle":
     """A bundle folder, read and validated (:class:`swedge.runtimes.manifest.Bundle`: ``root``, ``manifest``,
-    ``artifacts``, ``widths``); torch-free."""
+    ``artifacts``, ``widths``; the manifest's records are :mod:`swedge.runtimes.manifest_types`); torch-free."""
     from swedge.runtimes.manifest import read_manifest
 
     return read_manifest(as_path(path, "path"))

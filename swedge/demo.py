@@ -152,7 +152,7 @@ def _stage_export(cfg, out, result, say):
 
     manifest = export_bundle(_export_plan(cfg, out, _checkpoint(result)), progress=cfg.progress)
     say("\n" + format_summary(manifest))
-    counts = {s: sum(a["status"] == s for a in manifest["artifacts"]) for s in ("ok", "skipped", "failed")}
+    counts = {s: sum(a.status == s for a in manifest.artifacts) for s in ("ok", "skipped", "failed")}
     return {"bundle": str(out / "bundle"), **counts}
 
 

@@ -26,8 +26,8 @@ def onnx_bundle(tiny_checkpoint, tiny_market, tmp_path_factory):
 
 
 def test_bundle_is_complete_and_hashes_match(onnx_bundle):
-    b = read_manifest(onnx_bundle)
-    m = b.manifest
+    m = json.loads((onnx_bundle / "manifest.json").read_text())
+    read_manifest(onnx_bundle)  # valid
     assert [a["id"] for a in m["artifacts"]] == ["onnx-w0.25-fp32", "onnx-w0.25-int8", "onnx-w1-fp32", "onnx-w1-int8"]
     for a in m["artifacts"]:
         assert a["status"] == "ok", a
@@ -48,14 +48,24 @@ def test_bundle_is_complete_and_hashes_match(onnx_bundle):
     assert 0.04 < sizes[0.25] / sizes[1.0] < 0.1
 
 
+def test_the_manifest_is_its_records_written_out(onnx_bundle, tmp_path):
+    """With int8, calibration and quantization records too, the typed manifest writes back the same bytes."""
+    from swedge.io import atomic_write_json
+
+    m = read_manifest(onnx_bundle).manifest
+    assert m.calibration["size"] == 16 and m.artifacts[1].quantization["calibration_size"] == 16
+    written = atomic_write_json(tmp_path / "manifest.json", m.to_dict()).read_bytes()
+    assert written == (onnx_bundle / "manifest.json").read_bytes()
+
+
 def test_export_twice_gives_the_same_artifact_hashes(onnx_bundle, tiny_checkpoint, tiny_market, tmp_path):
     again = tmp_path / "again"
     export_bundle(ExportPlan(checkpoint=tiny_checkpoint, out=again, formats=["onnx"], widths=[0.25],
                              precisions=["fp32", "int8"], calib=tiny_market, calib_size=16,
                              cache_dir=tmp_path / "c"), progress=False)
-    first = {a["id"]: a["sha256"] for a in read_manifest(onnx_bundle).artifacts}
+    first = {a.id: a.sha256 for a in read_manifest(onnx_bundle).artifacts}
     for a in read_manifest(again).artifacts:
-        assert a["sha256"] == first[a["id"]], a["id"]
+        assert a.sha256 == first[a.id], a.id
 
 
 def _export(args, capsys):
@@ -102,8 +112,8 @@ def test_a_missing_backend_is_skipped_naming_the_extra(tiny_checkpoint, tiny_mar
     monkeypatch.setitem(sys.modules, "onnxscript", None)  # import onnxscript -> ImportError
     m = export_bundle(ExportPlan(checkpoint=tiny_checkpoint, out=tmp_path / "o", formats=["onnx"], widths=[0.25],
                                  precisions=["fp32"], probe=tiny_market), progress=False)
-    (a,) = m["artifacts"]
-    assert a["status"] == "skipped" and "pip install 'swedge[onnx]'" in a["reason"]
+    (a,) = m.artifacts
+    assert a.status == "skipped" and "pip install 'swedge[onnx]'" in a.reason
 
 
 def test_a_killed_export_leaves_nothing_that_looks_like_a_bundle(tiny_checkpoint, tiny_market, tmp_path, capsys):

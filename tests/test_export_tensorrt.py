@@ -9,6 +9,7 @@ fp32 1.000000 at every width; fp16-in-ORT (min) 1.000000; int8 explicit QDQ mean
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -539,6 +540,7 @@ def test_gpu_reasons(monkeypatch):
 
 @pytest.mark.slow
 def test_engine_build_and_runner_through_fakes(fake_trt, models, calib, tmp_path):
+    from swedge.runtimes.manifest_types import ArtifactEntry
     from swedge.runtimes.tensorrt_runner import TensorRTRunner
 
     trt, cuda = fake_trt
@@ -553,7 +555,8 @@ def test_engine_build_and_runner_through_fakes(fake_trt, models, calib, tmp_path
 
     x = calib.inputs
     ref = torch_embed(models[0.25], x)
-    runner = TensorRTRunner(res.path, {"precision": "fp16"}).load()
+    entry = ArtifactEntry(id="tensorrt-w0.25-fp16", format="tensorrt", width=0.25, precision="fp16", status="ok")
+    runner = TensorRTRunner(res.path, entry).load()
     assert runner.max_batch == 4 and not runner.built_on_load and runner.version() == "10.99-fake"
     for batch in (x[:1], x[:5], x):  # 5 and 16 rows run as chunks of the profile's max
         assert not DEFAULT.feature_failures("fp16", runner.embed(batch), ref[:len(batch)])
@@ -563,7 +566,7 @@ def test_engine_build_and_runner_through_fakes(fake_trt, models, calib, tmp_path
     assert cuda.memory == {}  # device buffers freed
 
     (res.path / "model.engine").unlink()  # only the ONNX: the runner builds in memory, files untouched
-    with TensorRTRunner(res.path, {"precision": "fp16", "engine": engine}) as runner:
+    with TensorRTRunner(res.path, dataclasses.replace(entry, engine=engine)) as runner:
         assert runner.built_on_load and runner.describe()["engine_built_on_load"]
         assert not DEFAULT.feature_failures("fp16", runner.embed(x[:3]), ref[:3])
     assert sorted(p.name for p in res.path.iterdir()) == ["model.onnx"]

@@ -199,7 +199,7 @@ def test_force_replaces_a_bundle_and_removes_stale_staging_saying_so(made_bundle
 def test_a_bundle_without_the_server_width_still_verifies(made_bundle, capsys):
     bundle = read_manifest(made_bundle)
     assert bundle.widths == [0.5] and bundle.server_width == 1.0
-    assert set(bundle.manifest["references"]) == {"0.5", "1"}
+    assert set(bundle.manifest.references) == {"0.5", "1"}
     assert main(["verify", str(made_bundle), "--quiet"]) == 0, capsys.readouterr()
 
 
@@ -354,4 +354,4 @@ def test_two_real_exports_to_one_out_the_second_fails_at_once(tiny_checkpoint, t
     assert writing and first_alive, f"the first export was not mid-export: {first_err[-2000:]}"
     assert first.returncode == 0, first_err[-2000:]
     assert second.returncode == 2 and f"is being written by swedge export (pid {first.pid})" in second.stderr
-    assert read_manifest(out).artifacts[0]["status"] == "ok"
+    assert read_manifest(out).artifacts[0].status == "ok"

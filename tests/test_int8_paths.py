@@ -121,12 +121,12 @@ def int8_bundle(tiny_checkpoint, tiny_market, tmp_path_factory):
 def test_exported_onnx_int8_is_the_same_on_every_cpu_path(int8_bundle):
     from swedge.runtimes.manifest import read_manifest
 
-    (a,) = [a for a in read_manifest(int8_bundle).artifacts if a["format"] == "onnx"]
-    q = a["quantization"]
+    (a,) = [a for a in read_manifest(int8_bundle).artifacts if a.format == "onnx"]
+    q = a.quantization
     assert q["saturation"]["saturation_free"] and q["weight_bits"] == "8, pair-safe"
     assert q["selection"]["scored_by"].startswith("ONNX Runtime, QDQ reference")
     x = np.load(int8_bundle / "probe" / "inputs.npy")[:16]
-    path = int8_bundle / a["path"]
+    path = int8_bundle / a.path
     np.testing.assert_array_equal(int8_paths.run(path, x, "exact"), int8_paths.run(path, x, "vpmaddubsw"))
 
 
@@ -179,9 +179,9 @@ def test_openvino_int8_gives_the_same_features_on_the_avx2_kernels(int8_bundle, 
     pytest.importorskip("openvino")
     from swedge.runtimes.manifest import read_manifest
 
-    (a,) = [a for a in read_manifest(int8_bundle).artifacts if a["format"] == "openvino"]
-    assert a["quantization"]["overflow_fix"] == "enable"
-    xml = int8_bundle / a["path"] / "model.xml" if (int8_bundle / a["path"]).is_dir() else int8_bundle / a["path"]
+    (a,) = [a for a in read_manifest(int8_bundle).artifacts if a.format == "openvino"]
+    assert a.quantization["overflow_fix"] == "enable"
+    xml = int8_bundle / a.path / "model.xml" if (int8_bundle / a.path).is_dir() else int8_bundle / a.path
     inputs = int8_bundle / "probe" / "inputs.npy"
     native = _ov_features(xml, inputs, tmp_path / "native.npy")
     avx2 = _ov_features(xml, inputs, tmp_path / "avx2.npy", "AVX2")
@@ -271,9 +271,9 @@ def test_exported_int8_gives_the_same_features_on_an_avx2_cpu(int8_bundle, fmt, 
     import avx2_cpu
     from swedge.runtimes.manifest import read_manifest
 
-    (a,) = [a for a in read_manifest(int8_bundle).artifacts if a["format"] == fmt]
+    (a,) = [a for a in read_manifest(int8_bundle).artifacts if a.format == fmt]
     runtime = {"onnx": "onnxruntime", "openvino": "openvino", "tflite": "litert"}[fmt]
-    path = int8_bundle / a["path"]
+    path = int8_bundle / a.path
     x = np.load(int8_bundle / "probe" / "inputs.npy")[:8]
     here = avx2_cpu.embed_here(runtime, path, x)
     avx2 = avx2_cpu.embed(runtime, path, x, tmp_path)

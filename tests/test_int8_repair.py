@@ -148,11 +148,19 @@ class _FakeGate:
         self.need = need
 
     def check(self, path, entry, embed_here):
-        kept = len(entry.get("kept", ()))
+        kept = len(entry.quantization["kept_float"])
         ok = kept >= self.need
         return {"runtime": "fake", "cosine_mean": 0.99, "cosine_min": 0.9, "map_self": 50.0, "map_cross": 50.0,
                 "delta_map_self": 0.0, "delta_map": -0.5 if ok else -2.0,
                 "failures": [] if ok else ["mAP cross drops 2.00 points (> 1.0)"]}
+
+
+def _entry(kept=()):
+    """An int8 artifact's entry whose file keeps the layers ``kept`` float."""
+    from swedge.runtimes.manifest_types import ArtifactEntry
+
+    return ArtifactEntry(id="a", format="onnx", width=1.0, precision="int8", status="ok",
+                         quantization={"kept_float": list(kept)})
 
 
 def _repair(need, scheme=_FakeExporter.int8_repair_scheme):
@@ -169,12 +177,12 @@ def _repair(need, scheme=_FakeExporter.int8_repair_scheme):
 
     def export_one(exporter, job):
         exported.append(job.keep_float)
-        return {"id": "a", "status": "ok", "kept": job.keep_float}
+        return _entry(job.keep_float)
 
     exporter = _FakeExporter()
     exporter.int8_repair_scheme = scheme
     ranking = {"layers": [{"layer": f"l{i}", "damage": 1.0 / (i + 1)} for i in range(20)], "scheme": {}}
-    entry = repair_int8(exporter, Job(), {"id": "a", "status": "ok"}, gate=_FakeGate(need), ranking=lambda: ranking,
+    entry = repair_int8(exporter, Job(), _entry(), gate=_FakeGate(need), ranking=lambda: ranking,
                         export_one=export_one, embed_here=None)
     return entry, exported
 
@@ -182,25 +190,24 @@ def _repair(need, scheme=_FakeExporter.int8_repair_scheme):
 def test_repair_keeps_the_fewest_top_ranked_layers_that_pass():
     entry, exported = _repair(need=3)
     assert exported == [("l0",), ("l0", "l1"), ("l0", "l1", "l2", "l3")]  # 1, 2, 4: best-ranked first
-    r = entry["repair"]
-    assert r["repaired"] and r["kept_float"] == ["l0", "l1", "l2", "l3"]
-    assert r["before"]["delta_map"] == -2.0 and r["after"]["delta_map"] == -0.5
-    assert [t["kept"] for t in r["tries"]] == [1, 2, 4]
+    r = entry.repair
+    assert r.repaired and r.kept_float == ("l0", "l1", "l2", "l3")
+    assert r.before["delta_map"] == -2.0 and r.after["delta_map"] == -0.5
+    assert [t["kept"] for t in r.tries] == [1, 2, 4]
 
 
 def test_repair_that_never_passes_says_so_and_keeps_the_last_file():
     entry, exported = _repair(need=99)
     assert len(exported) == len(repair_counts(20))
-    assert entry["repair"]["repaired"] is False and "still fails with 16" in entry["repair"]["reason"]
-    assert entry["kept"] == exported[-1]  # the entry describes the file on disk: the last try
+    assert entry.repair.repaired is False and "still fails with 16" in entry.repair.reason
+    assert entry.quantization["kept_float"] == list(exported[-1])  # the entry describes the file on disk: the last try
 
 
 def test_passing_artifact_is_not_touched_and_unrepairable_formats_say_why():
     entry, exported = _repair(need=0)
-    assert exported == [] and entry["repair"]["needed"] is False
+    assert exported == [] and entry.repair.needed is False
     entry, exported = _repair(need=3, scheme=None)
-    assert exported == [] and entry["repair"]["repaired"] is False and "cannot keep layers float" in \
-        entry["repair"]["reason"]
+    assert exported == [] and entry.repair.repaired is False and "cannot keep layers float" in entry.repair.reason
 
 
 @pytest.mark.e2e  # ~95 s on 2 cores: two layer rankings and up to five re-exports per width

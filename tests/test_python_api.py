@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -25,7 +26,7 @@ def test_the_example_script_trains_exports_verifies_and_benches(tmp_path):
     assert "onnxruntime" in done.stdout and "p50 ms" in done.stdout  # the bench table
     work = tmp_path / "work"
     assert (work / "run" / "model.safetensors").is_file()
-    assert {a["id"] for a in swedge.open_bundle(work / "bundle").artifacts} == {"onnx-w0.5-fp32", "onnx-w1-fp32"}
+    assert {a.id for a in swedge.open_bundle(work / "bundle").artifacts} == {"onnx-w0.5-fp32", "onnx-w1-fp32"}
 
 
 # --- coercion --------------------------------------------------------------------------------------------------
@@ -135,7 +136,7 @@ def test_export_defaults_are_one_function_shared_with_the_cli(monkeypatch, tmp_p
 
     def fake_export(plan, progress=True):
         plans.append(plan)
-        return {"artifacts": []}
+        return SimpleNamespace(artifacts=())
 
     monkeypatch.setattr(bundle_mod, "export_bundle", fake_export)
     ck = tmp_path / "ck.safetensors"
@@ -149,7 +150,7 @@ def test_export_defaults_are_one_function_shared_with_the_cli(monkeypatch, tmp_p
     assert cli_calib.formats == api_calib.formats == list(api.EXPORT_FORMATS)
     for field in ("widths", "calib_size", "probe_size", "max_batch", "force", "int8_repair"):
         assert getattr(cli_calib, field) == getattr(api_calib, field), field
-    assert bundle.root == (tmp_path / "c").resolve() and bundle.artifacts == []
+    assert bundle.root == (tmp_path / "c").resolve() and bundle.artifacts == ()
 
 
 def test_api_defaults_are_the_exporters_defaults():
@@ -196,7 +197,7 @@ def test_cli_export_and_verify_are_callers_of_the_api(monkeypatch, tmp_path, cap
 
     def fake_export(checkpoint, out, **kw):
         calls["export"] = (checkpoint, out, kw)
-        return Bundle(root=Path(out), manifest={"artifacts": []})
+        return Bundle(root=Path(out), manifest=SimpleNamespace(artifacts=()))
 
     def fake_verify(bundle, **kw):
         calls["verify"] = (bundle, kw)
@@ -224,11 +225,12 @@ def test_export_returns_the_bundle_and_writes_its_json(tiny_checkpoint, tiny_mar
 
     bundle = swedge.export(str(tiny_checkpoint), str(tmp_path / "b"), formats="onnx", widths=1.0, precisions="fp32",
                            probe=str(tiny_market), json=tmp_path / "export.json", progress=False)
-    assert isinstance(bundle, Bundle) and [a["id"] for a in bundle.artifacts] == ["onnx-w1-fp32"]
-    assert bundle.artifacts[0]["status"] == "ok" and bundle.root == (tmp_path / "b").resolve()
+    assert isinstance(bundle, Bundle) and [a.id for a in bundle.artifacts] == ["onnx-w1-fp32"]
+    assert bundle.artifacts[0].status == "ok" and bundle.root == (tmp_path / "b").resolve()
     assert swedge.open_bundle(str(tmp_path / "b")).manifest == bundle.manifest
     written = json.loads((tmp_path / "export.json").read_text())
-    assert written["bundle"] == str(tmp_path / "b") and written["artifacts"] == bundle.artifacts
+    assert written["bundle"] == str(tmp_path / "b")
+    assert written["artifacts"] == [a.to_dict() for a in bundle.artifacts]
 
 
 def test_verify_and_bench_return_reports(onnx_bundle, tmp_path):

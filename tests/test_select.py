@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -102,8 +103,8 @@ def test_precision_breaks_a_tie_of_widths(device_bench, device_verify, onnx_bund
     from swedge.runtimes.select import Measured, choose
 
     bundle = read_manifest(onnx_bundle)
-    w1 = next(a for a in bundle.artifacts if a["id"] == "onnx-w1-fp32")
-    bundle.manifest["artifacts"] = [{**w1, "id": "onnx-w1-fp16", "precision": "fp16"}, w1]
+    w1 = next(a for a in bundle.artifacts if a.id == "onnx-w1-fp32")
+    bundle.manifest = replace(bundle.manifest, artifacts=(replace(w1, id="onnx-w1-fp16", precision="fp16"), w1))
     bench, verify = json.loads(device_bench.read_text()), json.loads(device_verify.read_text())
     for data, key in ((bench, "timings"), (verify, "artifacts")):
         data[key] += [{**r, "id": "onnx-w1-fp16", "precision": "fp16"} for r in data[key] if r["id"] == "onnx-w1-fp32"]
@@ -111,7 +112,7 @@ def test_precision_breaks_a_tie_of_widths(device_bench, device_verify, onnx_bund
     ch = choose(bundle, p, Measured("bench", bench, "b"), Measured("verify", verify, "v"))
     assert ch.chosen["id"] == "onnx-w1-fp32"
     assert [c["status"] for c in ch.candidates] == ["chosen", "fits"]
-    bundle.manifest["artifacts"] = bundle.manifest["artifacts"][:1]
+    bundle.manifest = replace(bundle.manifest, artifacts=bundle.manifest.artifacts[:1])
     assert choose(bundle, p, Measured("bench", bench, "b"), Measured("verify", verify, "v")).chosen["id"] == \
         "onnx-w1-fp16"
 

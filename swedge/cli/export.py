@@ -76,7 +76,7 @@ def run(args) -> int:
                     probe_size=args.probe_size, max_batch=args.max_batch, force=args.force,
                     int8_repair=args.int8_repair, json=args.json, progress=not args.quiet)
     print(format_summary(bundle.manifest))
-    counts = {s: sum(a["status"] == s for a in bundle.artifacts) for s in ("ok", "skipped", "failed")}
+    counts = {s: sum(a.status == s for a in bundle.artifacts) for s in ("ok", "skipped", "failed")}
     print(f"\nbundle: {args.out}  ({counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed)"
           f"  next: swedge verify {args.out}")
     return 1 if counts["failed"] else 0
