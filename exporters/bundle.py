@@ -155,7 +155,8 @@ def _export_one(exporter, job: ExportJob, probe, reference) -> ArtifactEntry:
     rel = res.path.relative_to(job.out.parents[1])
     entry = ArtifactEntry(**head, path=rel.as_posix(), sha256=tree_sha256(res.path), bytes=tree_bytes(res.path),
                           export_seconds=round(seconds, 3), status="ok", runtimes=res.runtimes, batch=res.batch,
-                          tools=res.tools, quantization=res.quantization, notes=res.notes, **res.extra)
+                          tools=res.tools, quantization=res.quantization, notes=res.notes,
+                          **ArtifactEntry.keywords(res.extra))  # a new format's facts no field names: under extra
     return replace(entry, parity=_parity(res.path, entry, probe, reference))
 
 

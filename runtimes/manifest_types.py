@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 from swedge.data.preprocess import Preprocess
 from swedge.errors import SwedgeError
@@ -119,10 +119,15 @@ def _path(value, name: str) -> str:
     return value
 
 
-def _one_of(*known: str) -> Callable[[Any, str], str]:
+def _known(known: Iterable[str] | Callable[[], Iterable[str]]) -> tuple[str, ...]:
+    return tuple(known() if callable(known) else known)
+
+
+def _one_of(known: Iterable[str] | Callable[[], Iterable[str]]) -> Callable[[Any, str], str]:
+    """One of ``known`` (a function of no argument is called at each read: the format table may grow)."""
     def read(value, name: str) -> str:
-        if not isinstance(value, str) or value not in known:
-            raise FieldProblem(name, f"is {value!r}; known: {', '.join(known)}")
+        if not isinstance(value, str) or value not in _known(known):
+            raise FieldProblem(name, f"is {value!r}; known: {', '.join(_known(known))}")
         return value
     return read
 
@@ -135,12 +140,13 @@ def _list(item: Callable[[Any, str], Any]) -> Callable[[Any, str], tuple]:
     return read
 
 
-def _names(known) -> Callable[[Any, str], tuple]:
+def _names(known: Callable[[], Iterable[str]]) -> Callable[[Any, str], tuple]:
+    """A non-empty list of ``known()`` names."""
     def read(value, name: str) -> tuple:
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
             raise FieldProblem(name, f"must be a non-empty list of names, got {value!r}")
-        if unknown := [v for v in value if v not in known]:
-            raise FieldProblem(name, f"has unknown name(s) {unknown}; known: {', '.join(known)}")
+        if unknown := [v for v in value if v not in _known(known)]:
+            raise FieldProblem(name, f"has unknown name(s) {unknown}; known: {', '.join(_known(known))}")
         return tuple(value)
     return read
 
@@ -222,14 +228,19 @@ class _Record:
         """Checks across fields, after each field was read."""
 
     @classmethod
+    def keywords(cls, d: dict) -> dict:
+        """``d``'s keys as keyword arguments: those a field names, the others under ``extra``."""
+        named = {f.name for f in fields(cls) if not f.metadata.get("extra")}
+        return {**{k: v for k, v in d.items() if k in named}, "extra": {k: v for k, v in d.items() if k not in named}}
+
+    @classmethod
     def from_dict(cls, d, name: str = "manifest"):
         d = _object(d, name)
-        prefix = f"{name}." if name != "manifest" else ""
+        prefix = f"{name}." if name != "manifest" else ""  # the top level's fields are named plainly
         values: dict[str, Any] = {}
-        named = {f.name for f in fields(cls) if not f.metadata.get("extra")}
         for f in fields(cls):
             if f.metadata.get("extra"):
-                values[f.name] = {k: v for k, v in d.items() if k not in named}
+                values[f.name] = cls.keywords(d)["extra"]
             elif f.name in d:
                 values[f.name] = f.metadata["read"](d[f.name], prefix + f.name)
             elif f.default is MISSING:
@@ -267,15 +278,15 @@ class SourceCheckpoint(_Record):
 class InputSpec(_Record):
     name: str | None = _field(_text)
     shape: tuple[int, ...] = _field(_shape, required=True)
-    dtype: str | None = _field(_one_of("float32"))
-    layout: str | None = _field(_one_of("NCHW"))
+    dtype: str | None = _field(_one_of(("float32",)))
+    layout: str | None = _field(_one_of(("NCHW",)))
 
 
 @dataclass(frozen=True, kw_only=True)
 class OutputSpec(_Record):
     name: str | None = _field(_text)
     dim: int = _field(_positive_int, required=True)
-    dtype: str | None = _field(_one_of("float32"))
+    dtype: str | None = _field(_one_of(("float32",)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -351,16 +362,16 @@ class ArtifactEntry(_Record):
     """One exported artifact; the fields from ``path`` on are written for ``status`` "ok" only."""
 
     id: str = _field(_text, required=True)
-    format: str = _field(_one_of(*FORMATS), required=True)
+    format: str = _field(_one_of(lambda: FORMATS), required=True)
     width: float = _field(_width, required=True)
-    precision: str = _field(_one_of(*PRECISIONS), required=True)
+    precision: str = _field(_one_of(PRECISIONS), required=True)
     path: str | None = _field(_path)
     sha256: str | None = _field(_sha256)
     bytes: int | None = _field(_positive_int)
     export_seconds: float | None = _field(_non_negative)
-    status: str = _field(_one_of(*STATUSES), required=True)
+    status: str = _field(_one_of(STATUSES), required=True)
     reason: str | None = _field(_string)  # why skipped or failed
-    runtimes: tuple[str, ...] | None = _field(_names(runner_modules()))
+    runtimes: tuple[str, ...] | None = _field(_names(runner_modules))
     batch: str | None = _field(_batch)
     tools: dict | None = _field(_strings_map)
     quantization: dict | None = _field(_or_null(_object), always=lambda a: a.status == "ok")
@@ -371,8 +382,8 @@ class ArtifactEntry(_Record):
     providers: tuple[str, ...] | None = _field(_list(_text))  # onnxruntime execution providers
     opset: int | None = _field(_positive_int)
     deployment_target: str | None = _field(_text)
-    compute_precision: str | None = _field(_one_of(*PRECISIONS))
-    layout: str | None = _field(_one_of("NCHW"))
+    compute_precision: str | None = _field(_one_of(PRECISIONS))
+    layout: str | None = _field(_one_of(("NCHW",)))
     input_dtype: str | None = _field(_text)
     output_dtype: str | None = _field(_text)
     input_shape: tuple[int, ...] | None = _field(_list(_int))

@@ -87,11 +87,11 @@ def test_a_toy_format_is_exported_listed_and_loaded(toy_format, tiny_checkpoint,
     assert rc == 0, capsys.readouterr().err
     bundle = read_manifest(out)  # the manifest check knows the format and its runtime from the table
     fp32, fp16 = bundle.artifacts
-    assert fp32["status"] == "ok" and fp32["path"] == "npz/w0.25-fp32.npz" and fp32["runtimes"] == ["numpy"]
-    assert fp32["parity"]["runtime"] == "numpy" and "numpy" in bundle.manifest["tools"]
-    assert fp16["status"] == "skipped" and fp16["reason"] == "npz does not support precision 'fp16' (supports fp32)"
-    probe = np.load(out / bundle.manifest["probe"]["inputs"])[:3]
-    by_suffix = runtimes.load(out / fp32["path"])
+    assert fp32.status == "ok" and fp32.path == "npz/w0.25-fp32.npz" and fp32.runtimes == ("numpy",)
+    assert fp32.parity.runtime == "numpy" and "numpy" in bundle.manifest.tools
+    assert fp16.status == "skipped" and fp16.reason == "npz does not support precision 'fp16' (supports fp32)"
+    probe = np.load(out / bundle.manifest.probe.inputs)[:3]
+    by_suffix = runtimes.load(out / fp32.path)
     by_entry = runtimes.load(fp32, bundle_root=out)
     assert type(by_suffix).__name__ == type(by_entry).__name__ == "NpzRunner" and by_entry.name == "numpy"
     assert np.array_equal(by_suffix.embed(probe), by_entry.embed(probe)) and by_entry.embed(probe).shape == (3, 32)
@@ -131,14 +131,18 @@ def test_the_exporter_base_guards_precision_and_calibration_from_the_row(toy_for
 def test_the_five_formats_keep_their_runtimes_suffixes_and_tools(monkeypatch, tmp_path):
     from swedge.exporters import load_exporters
     from swedge.runtimes import runtimes_for
+    from swedge.runtimes.manifest_types import ArtifactEntry
+
+    def of(fmt):  # an entry that lists no runtimes: its format's
+        return ArtifactEntry(id=fmt, format=fmt, width=1.0, precision="fp32", status="ok")
 
     assert list(load_exporters()) == list(FORMATS) == ["onnx", "openvino", "tflite", "coreml", "tensorrt"]
     assert all(EXPORTERS.get(n).name == n for n in EXPORTERS) and all(RUNTIMES.get(n).name == n for n in RUNTIMES)
-    defaults = {f: runtimes_for({"format": f}) for f in FORMATS}
+    defaults = {f: runtimes_for(of(f)) for f in FORMATS}
     assert defaults == {"onnx": ["onnxruntime"], "openvino": ["openvino"], "tflite": ["litert"],
                         "coreml": ["coreml-mil"], "tensorrt": ["tensorrt", "onnxruntime-qdq"]}
     monkeypatch.setattr(sys, "platform", "darwin")
-    assert runtimes_for({"format": "coreml"}) == ["coreml", "coreml-mil"]
+    assert runtimes_for(of("coreml")) == ["coreml", "coreml-mil"]
     assert set(runner_modules()) == {"onnxruntime", "onnxruntime-qdq", "openvino", "litert", "coreml", "coreml-mil",
                                      "tensorrt", "torch"}
     assert export_tools() == ("onnx", "onnxruntime", "openvino", "nncf", "litert-torch", "ai-edge-litert",

@@ -62,16 +62,17 @@ def _result(**kw) -> ExportResult:
 
 
 # format-specific facts as each exporter records them (ExportResult.extra), and the keys they add to the entry
-FORMATS = {
-    "onnx": ({"opset": 18}, ["opset"]),
-    "openvino": ({"files": ["model.xml", "model.bin"]}, ["files"]),
-    "coreml": ({"deployment_target": "iOS16", "compute_precision": "fp32"}, ["deployment_target",
+FACTS = [
+    ("onnx", {"opset": 18}, ["opset"]),
+    ("openvino", {"files": ["model.xml", "model.bin"]}, ["files"]),
+    ("coreml", {"deployment_target": "iOS16", "compute_precision": "fp32"}, ["deployment_target",
                                                                            "compute_precision"]),
-    "tensorrt": ({"engine": {"status": "skipped", "reason": "no NVIDIA GPU"}}, ["engine"]),
-    "tflite": ({"layout": "NCHW", "input_dtype": "int8", "output_dtype": "int8", "input_shape": [-1, 3, 64, 32],
+    ("tensorrt", {"engine": {"status": "skipped", "reason": "no NVIDIA GPU"}}, ["engine"]),
+    ("tflite", {"layout": "NCHW", "input_dtype": "int8", "output_dtype": "int8", "input_shape": [-1, 3, 64, 32],
                 "input_quantization": [0.02, -3.0], "output_quantization": [0.01, 0.0]},
-               ["layout", "input_dtype", "output_dtype", "input_shape", "input_quantization", "output_quantization"]),
-}
+     ["layout", "input_dtype", "output_dtype", "input_shape", "input_quantization", "output_quantization"]),
+    ("onnx", {"opset": 18, "a_new_fact": [1]}, ["opset", "a_new_fact"]),  # a fact no field names: kept after them
+]
 
 
 def _gate(outcomes):
@@ -97,8 +98,8 @@ def test_every_kind_of_entry_the_writer_makes_keeps_its_key_order_and_reads_back
     """Each entry comes from the writer's own code (``_export_one``, ``repair_int8``) with fake backends."""
     monkeypatch.setattr(writer, "_embed_here", lambda path, entry, x: ("onnxruntime", np.ones((len(x), 8))))
     entries, orders = [], []
-    for fmt, (extra, keys) in FORMATS.items():
-        entries.append(_entry(tmp_path, fmt, _result(extra=extra)))
+    for i, (fmt, extra, keys) in enumerate(FACTS):
+        entries.append(replace(_entry(tmp_path, fmt, _result(extra=extra)), id=f"{fmt}-{i}"))
         orders.append([*OK, *keys, "parity"])
     entries.append(_entry(tmp_path, "onnx", ExportSkipped("no backend here"), "fp16"))
     entries.append(replace(_entry(tmp_path, "onnx", RuntimeError("converter bug"), "fp16", 1.0), id="failed"))
