@@ -71,7 +71,7 @@ class Bundle:
         return p
 
 
-def repair_summaries(artifacts) -> list[str]:
+def repair_summaries(artifacts: tuple[ArtifactEntry, ...]) -> list[str]:
     """One line per int8 artifact that ``swedge export --int8-repair`` re-exported (or failed to repair), from the
     manifest's ``repair`` records (their fields checked when the manifest was read)."""
     lines = []
@@ -123,7 +123,7 @@ def read_manifest(root: str | Path) -> Bundle:
     return bundle
 
 
-def _check_listed_files(folder: Path, listed, field: str) -> None:
+def _check_listed_files(folder: Path, listed: tuple[str, ...], field: str) -> None:
     """A folder artifact holds exactly the files its manifest entry lists (the hash covers them all, and an
     extra file would be read by nobody the manifest names)."""
     present = {f.relative_to(folder).as_posix() for f in folder_files(folder)}
