@@ -1,4 +1,4 @@
-"""``swedge export``: one checkpoint -> a self-describing bundle (DESIGN §5), written atomically.
+"""``swedge export``: one checkpoint -> a self-describing bundle (docs/design.md §5), written atomically.
 
 Everything is written into a staging folder beside the target (``.NAME.partial-XXXX``); ``manifest.json`` is
 written last and the folder is renamed into place only when every artifact is done, so a killed export never

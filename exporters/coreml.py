@@ -2,7 +2,7 @@
 
 Conversion runs on Linux (coremltools' converter is pure Python); running the model needs macOS ('coreml'
 runner), so on Linux the artifact is checked by the 'coreml-mil' MIL reference runner. I/O stays float32 at
-every precision (fp16 would otherwise turn the input and output into fp16, backends.md §8d.6). int8 is
+every precision (fp16 would otherwise turn the input and output into fp16, docs/backends.md §8d.6). int8 is
 weights-only: activation quantization needs predict, i.e. macOS.
 """
 
@@ -61,7 +61,7 @@ def _convert(ct, job: ExportJob, precision: str):
     batch = ct.RangeDim(1, job.max_batch) if dynamic else 1
     compute = ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32
     with torch.no_grad(), warnings.catch_warnings():
-        # torch 2.13's own pytree deprecation notice, printed on every export (harmless, backends.md §8d.2)
+        # torch 2.13's own pytree deprecation notice, printed on every export (harmless, docs/backends.md §8d.2)
         warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
         program = torch.export.export(job.module.eval(), (example,), dynamic_shapes=shapes)
         return ct.convert(

@@ -1,6 +1,6 @@
 """swedge.runtimes: numpy-in / numpy-out runners for exported artifacts, and the verification harness.
 
-Importable without torch (DESIGN §1): the on-device check runs with numpy plus one runtime. Runner modules
+Importable without torch (docs/design.md §1): the on-device check runs with numpy plus one runtime. Runner modules
 register themselves in ``RUNTIMES`` when imported; :func:`load` imports them on first use, so importing this
 package stays cheap and a broken backend only affects its own runner.
 """

@@ -4,7 +4,7 @@ both (:func:`bench_record`), which `swedge select` reads.
 
 Timing is the runtime's own inference call (``Runner.last_inference_s``), after warm-up, with a fixed thread
 count for every runtime (default 1: on a small shared machine more threads make torch eager erratic, see
-notes/backends.md §13). Ratios are taken within one run; absolute numbers move with machine load. Memory is the
+docs/backends.md §13). Ratios are taken within one run; absolute numbers move with machine load. Memory is the
 peak resident memory while an artifact was loaded and run (``swedge.runtimes.memory``: per artifact on Linux,
 the process's peak so far elsewhere; the record names the method).
 """

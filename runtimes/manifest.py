@@ -1,6 +1,6 @@
 """The bundle's manifest.json: schema, reading with validation, and sha256 of artifacts (torch-free).
 
-A bundle (DESIGN §5) is a folder::
+A bundle (docs/design.md §5) is a folder::
 
     manifest.json                  this schema
     probe/inputs.npy               (N, 3, H, W) float32, already preprocessed with the checkpoint's preprocessing

@@ -422,7 +422,7 @@ def _references(value, name: str) -> dict[str, ReferenceEntry]:
 
 @dataclass(frozen=True, kw_only=True)
 class Manifest(_Record):
-    """manifest.json (DESIGN §5); keys in the writer's order (the probe, stored first, is written last)."""
+    """manifest.json (docs/design.md §5); keys in the writer's order (the probe, stored first, is written last)."""
 
     schema: str = _field(_text, required=True)
     schema_version: int = _field(_positive_int, required=True)

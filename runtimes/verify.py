@@ -1,5 +1,5 @@
 """The verification harness: every artifact of a bundle, on every runtime that can run it, against the torch
-sub-model of its width and against the server model (torch-free; DESIGN §6).
+sub-model of its width and against the server model (torch-free; docs/design.md §6).
 
 Per (artifact, runtime) row: sha256 checked before loading; probe inputs streamed in batches (memory stays
 flat as the probe grows); fidelity (per-row cosine min/mean, max abs error, top-k agreement); self-test and

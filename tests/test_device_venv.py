@@ -1,4 +1,4 @@
-"""The on-device check in a separate venv that has numpy + onnxruntime and NO torch (DESIGN §1, issue 5).
+"""The on-device check in a separate venv that has numpy + onnxruntime and NO torch (docs/design.md §1, issue 5).
 
 Builds the venv from the pinned constraints (a minute at most; pip's cache makes reruns fast), installs swedge
 without its optional dependencies, and runs `python -m swedge.runtimes verify` and `bench` on a bundle exported here; `swedge select` takes their JSONs.

@@ -1,7 +1,7 @@
 """ONNX exporter (fp32 / fp16 / int8 QDQ), the onnxruntime QDQ quantizer and the onnxruntime runner.
 
 Parity is measured against the torch sub-model of the same width on real-ish images (the synthetic Market
-set's query + gallery crops; calibration uses its training split), with the precision thresholds of DESIGN §6.
+set's query + gallery crops; calibration uses its training split), with the precision thresholds of docs/design.md §6.
 """
 
 import subprocess

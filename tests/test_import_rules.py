@@ -1,4 +1,4 @@
-"""DESIGN §1: the on-device side (metrics, runtimes, data reading) imports without torch."""
+"""docs/design.md §1: the on-device side (metrics, runtimes, data reading) imports without torch."""
 
 import subprocess
 import sys

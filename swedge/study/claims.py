@@ -1,4 +1,4 @@
-"""The seed's claims (SFSC, CVPR 2023; DESIGN §4) checked on a `swedge compare` table.
+"""The seed's claims (SFSC, CVPR 2023; docs/design.md §4) checked on a `swedge compare` table.
 
 1. compatible: ``sfsc`` meets M[w][1.0] > M[w][w] at every width w < 1.0, in every seed.
 2. cross-tests: ``sfsc`` beats ``bct-s``, ``asymmetric-s``, ``bct`` and ``asymmetric`` at every w < 1.0, judged per

@@ -1,5 +1,5 @@
 """`swedge compare`: train methods x seeds on one data set, then one table of self-/cross-tests, heat-maps and
-paired per-query tests (DESIGN §4).
+paired per-query tests (docs/design.md §4).
 
 Layout under OUT:
     runs/<label>/seed<s>/   model.safetensors, train_log.jsonl (the trainer's), eval.json (ours)
@@ -42,7 +42,7 @@ from swedge.io import atomic_write_json
 from swedge.study.mechanisms import summarise_log
 from swedge.training.config import RESULT_NEUTRAL
 
-# DESIGN §4 table order; labels of option variants (e.g. sfsc-kernel=sfsc) sort right after their method.
+# docs/design.md §4 table order; labels of option variants (e.g. sfsc-kernel=sfsc) sort right after their method.
 METHOD_ORDER = ("independent", "unified", "bct", "bct-s", "asymmetric", "asymmetric-s", "sfsc-sum",
                 "sfsc-projection-only", "sfsc-uncertainty-only", "sfsc")
 RUN_FORMAT = "swedge-compare-run/1"
