@@ -1,6 +1,7 @@
 """`swedge compare`: method specs, the table builder on hand-made run results, and one tiny end-to-end run."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -206,3 +207,12 @@ def test_claims_with_fewer_than_min_seeds_or_within_the_floor_are_unresolved():
     rule = claims["sfsc mean off-diagonal mAP beats sfsc-sum"]
     assert rule["status"] == "unresolved" and "floor 2.00" in rule["detail"]
     assert "## Perturbation floor" in format_markdown(table)
+
+
+@pytest.mark.parametrize("name", ["synth-issue18/table", "synth-small-issue18/table", "synth-small-issue18/variants"])
+def test_committed_study_tables_rebuild_byte_identical_from_their_json(name):
+    """The study's published tables are what the current code makes of their JSON: a change to the table code
+    that moved a figure or a verdict would show here."""
+    base = Path(__file__).resolve().parents[1] / "benchmarks" / "study" / name
+    table = json.loads(base.with_suffix(".json").read_text())
+    assert format_markdown(table) + "\n" == base.with_suffix(".md").read_text()
