@@ -31,6 +31,7 @@ class Format:
     precisions: tuple[str, ...] = PRECISIONS
     calibrated: tuple[str, ...] = ("int8",)  # precisions that need calibration images
     tools: tuple[str, ...] = ()     # distributions whose versions the bundle's header records
+    libraries: tuple[str, ...] = ()  # runtime-side distributions whose versions a host record (verify, bench) names
 
     @property
     def suffixes(self) -> tuple[str, ...]:
@@ -45,21 +46,25 @@ REFERENCE_RUNNERS = {"torch": "swedge.runtimes.torch_runner"}
 
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("onnx", "ONNX", extra="onnx", exporter="swedge.exporters.onnx", suffix=".onnx",
-           runners={"onnxruntime": "swedge.runtimes.ort_runner"}, tools=("onnx", "onnxruntime")),
+           runners={"onnxruntime": "swedge.runtimes.ort_runner"}, tools=("onnx", "onnxruntime"),
+           libraries=("onnxruntime",)),
     Format("openvino", "OpenVINO", extra="openvino", exporter="swedge.exporters.openvino", file_suffixes=(".xml",),
-           marker="model.xml", runners={"openvino": "swedge.runtimes.openvino_runner"}, tools=("openvino", "nncf")),
+           marker="model.xml", runners={"openvino": "swedge.runtimes.openvino_runner"}, tools=("openvino", "nncf"),
+           libraries=("openvino", "nncf")),
     Format("tflite", "TFLite", extra="tflite", exporter="swedge.exporters.tflite", suffix=".tflite",
-           runners={"litert": "swedge.runtimes.litert_runner"}, tools=("litert-torch", "ai-edge-litert")),
+           runners={"litert": "swedge.runtimes.litert_runner"}, tools=("litert-torch", "ai-edge-litert"),
+           libraries=("ai-edge-litert", "tflite-runtime")),
     # int8 is weights-only: no activation ranges to calibrate
     Format("coreml", "Core ML", extra="coreml", exporter="swedge.exporters.coreml", suffix=".mlpackage",
            calibrated=(), runners={"coreml": "swedge.runtimes.coreml_runner",
-                                   "coreml-mil": "swedge.runtimes.mil_reference"}, tools=("coremltools",)),
+                                   "coreml-mil": "swedge.runtimes.mil_reference"}, tools=("coremltools",),
+           libraries=("coremltools",)),
     # TensorRT's int8 is int32-exact: the QDQ reference checks it where TensorRT is absent, not x86 int8 kernels.
     # The engine's TensorRT version is recorded per artifact (engines are specific to it).
     Format("tensorrt", "TensorRT", extra="tensorrt", exporter="swedge.exporters.tensorrt", file_suffixes=(".engine",),
            marker="model.onnx", runners={"tensorrt": "swedge.runtimes.tensorrt_runner",
                                          "onnxruntime-qdq": "swedge.runtimes.ort_runner"},
-           tools=("onnx", "onnxruntime")),
+           tools=("onnx", "onnxruntime"), libraries=("tensorrt",)),
 )}
 
 
@@ -85,6 +90,11 @@ def format_of(path: Path) -> str | None:
         if f.marker and path.is_dir() and (path / f.marker).exists():
             return f.name
     return None
+
+
+def runtime_libraries() -> tuple[str, ...]:
+    """The runtime-side distributions of every format, in table order without repeats."""
+    return tuple(dict.fromkeys(lib for f in FORMATS.values() for lib in f.libraries))
 
 
 def export_tools() -> tuple[str, ...]:

@@ -15,6 +15,8 @@ import platform
 import subprocess
 import sys
 
+from swedge.exporters.formats import runtime_libraries
+
 # x86 /proc/cpuinfo flags that pick an int8 (or bf16) kernel in onnxruntime / OpenVINO / XNNPACK
 X86_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8",
              "amx_bf16")
@@ -26,9 +28,12 @@ SYSCTL_FLAGS = {"hw.optional.avx2_0": "avx2", "hw.optional.avx512f": "avx512f", 
                 "hw.optional.neon": "asimd", "hw.optional.arm.FEAT_DotProd": "asimddp",
                 "hw.optional.arm.FEAT_I8MM": "i8mm", "hw.optional.arm.FEAT_BF16": "bf16",
                 "hw.optional.arm.FEAT_SME": "sme"}
-# distributions whose version changes what runs (looked up by metadata: none of them is imported)
-LIBRARIES = ("numpy", "onnxruntime", "openvino", "nncf", "ai-edge-litert", "tflite-runtime", "coremltools",
-             "tensorrt", "torch")
+
+
+def libraries() -> tuple[str, ...]:
+    """Distributions whose version changes what runs (looked up by metadata: none of them is imported): numpy,
+    the format table's runtime libraries (read when asked, so a format added at run time counts), torch."""
+    return ("numpy", *runtime_libraries(), "torch")
 
 
 def _cpuinfo(path: str = "/proc/cpuinfo") -> tuple[str, list[str], str, str]:
@@ -84,10 +89,11 @@ def cpu_info(cpuinfo_path: str = "/proc/cpuinfo") -> dict:
             "flags_note": note}
 
 
-def library_versions(names=LIBRARIES) -> dict[str, str]:
-    """Installed versions of ``names`` (missing ones left out), read from package metadata without importing."""
+def library_versions(names=None) -> dict[str, str]:
+    """Installed versions of ``names`` (default :func:`libraries`; missing ones left out), read from package
+    metadata without importing."""
     out = {}
-    for name in names:
+    for name in libraries() if names is None else names:
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -173,4 +179,4 @@ def host_differences(a: dict | None, b: dict | None, names: tuple[str, str] = ("
     return out
 
 
-__all__ = ["host_record", "host_differences", "describe", "record_problem", "cpu_info", "library_versions", "X86_FLAGS", "ARM_FLAGS"]
+__all__ = ["host_record", "host_differences", "describe", "record_problem", "cpu_info", "library_versions", "libraries", "X86_FLAGS", "ARM_FLAGS"]

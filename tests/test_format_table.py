@@ -64,7 +64,7 @@ def toy_format(tmp_path, monkeypatch):
     (folder / "toy_npz_runner.py").write_text(TOY_RUNNER)
     monkeypatch.syspath_prepend(str(folder))
     row = Format("npz", "NPZ", extra="", exporter="toy_npz_exporter", runners={"numpy": "toy_npz_runner"},
-                 suffix=".npz", precisions=("fp32",), calibrated=())
+                 suffix=".npz", precisions=("fp32",), calibrated=(), libraries=("toy-npz-runtime",))
     monkeypatch.setitem(FORMATS, "npz", row)
     yield row
     EXPORTERS._entries.pop("npz", None)  # forget the toy: the next test imports its modules afresh
@@ -147,6 +147,10 @@ def test_the_five_formats_keep_their_runtimes_suffixes_and_tools(monkeypatch, tm
                                      "tensorrt", "torch"}
     assert export_tools() == ("onnx", "onnxruntime", "openvino", "nncf", "litert-torch", "ai-edge-litert",
                               "coremltools")  # the bundle header's tool list, as before the table
+    from swedge.runtimes.host import libraries
+
+    assert libraries() == ("numpy", "onnxruntime", "openvino", "nncf", "ai-edge-litert", "tflite-runtime",
+                           "coremltools", "tensorrt", "torch")  # the host record's list, as before the table
     (tmp_path / "ir").mkdir()
     (tmp_path / "ir" / "model.xml").touch()
     (tmp_path / "trt").mkdir()
@@ -154,6 +158,13 @@ def test_the_five_formats_keep_their_runtimes_suffixes_and_tools(monkeypatch, tm
     paths = {"a.onnx": "onnx", "ir/model.xml": "openvino", "ir": "openvino", "a.tflite": "tflite",
              "a.mlpackage": "coreml", "a.engine": "tensorrt", "trt": "tensorrt", "a.bin": None}
     assert {p: format_of(tmp_path / p) for p in paths} == paths
+
+
+def test_a_new_formats_runtime_library_is_named_in_the_host_record(toy_format, monkeypatch):
+    from swedge.runtimes import host
+
+    monkeypatch.setattr(host.importlib.metadata, "version", lambda name: "9.9" if name == "toy-npz-runtime" else "1")
+    assert host.library_versions()["toy-npz-runtime"] == "9.9"
 
 
 def test_the_registry_names_what_it_registers():
