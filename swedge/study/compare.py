@@ -40,7 +40,7 @@ from swedge.study.table import build_table, cell_key, off_diagonal_mean, perturb
 from swedge.errors import SwedgeError
 from swedge.io import atomic_write_json
 from swedge.study.mechanisms import summarise_log
-from swedge.training.config import RESULT_NEUTRAL
+from swedge.training import RESULT_NEUTRAL
 
 # docs/design.md §4 table order; labels of option variants (e.g. sfsc-kernel=sfsc) sort right after their method.
 METHOD_ORDER = ("independent", "unified", "bct", "bct-s", "asymmetric", "asymmetric-s", "sfsc-sum",

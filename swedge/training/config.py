@@ -19,9 +19,6 @@ LATER_FIELDS = {"optimizer": "adam", "schedule": "cosine", "decay_epochs": [], "
 # "adam": weight decay is L2 added to the gradient (the seed's recipe), so it is rescaled by Adam's
 # normaliser and weighs more where a method's gradient is smaller (e.g. sfsc's mean over widths).
 # "adamw": decoupled weight decay (Loshchilov & Hutter), independent of the gradient's scale.
-# Where and how fast a run goes, not what it learns: the one list of result-neutral settings. A resume may change
-# them (trainer) and a study's run fingerprint leaves them out (study.compare); each adds its own few on top.
-RESULT_NEUTRAL = ("out", "workers", "device", "log_every")
 OPTIMIZERS = ("adam", "adamw")
 # After the linear warm-up. "cosine": down to 1 % of the base rate at the end. "step": times decay_rate at each
 # of decay_epochs (the re-ID "bag of tricks" recipe: x0.1 at epochs 40 and 70 of 120).

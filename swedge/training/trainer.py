@@ -29,7 +29,8 @@ from swedge.io import atomic_write_bytes
 from swedge.methods import METHODS
 from swedge.methods.base import StepContext
 from swedge.nn.model import ModelConfig, build_model
-from swedge.training.config import LATER_FIELDS, RESULT_NEUTRAL, TrainConfig, check_config, lr_factor
+from swedge.training import RESULT_NEUTRAL
+from swedge.training.config import LATER_FIELDS, TrainConfig, check_config, lr_factor
 
 CKPT_FILE, LOG_FILE, STATE_FILE = "model.safetensors", "train_log.jsonl", "trainer_state.pt"
 RUN_FILES = (CKPT_FILE, LOG_FILE, STATE_FILE)  # a folder holding any of them is a run (--force may replace it)
