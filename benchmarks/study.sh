@@ -9,6 +9,8 @@
 #   benchmarks/study.sh emoji     # Google vs Twitter emoji (fetched from npm once), 32x32: ~6-8 min a run
 #   RECIPE=small benchmarks/study.sh synth   # cheaper: a smaller synthetic set (data/synth-small), 3 epochs
 #   benchmarks/study.sh synth --table-only    # tabulate what has finished so far, train nothing
+#   (the same command started twice at once: two lanes, one per core, share the runs; each trains under
+#    its run folder's lock and skips the other's; the last one to finish writes the whole table)
 #
 # Default recipe: 10 rows x 5 seeds + FLOOR runs per data set. Runs are seed-major (every method at seed 0 first),
 # so stopping early leaves a fair table; running the same command again resumes, skipping finished runs. Each run

@@ -157,6 +157,58 @@ def test_compare_end_to_end_and_resume(tmp_path, capsys):
     assert "other settings" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_two_compares_on_one_out_share_the_runs_and_never_remove_a_live_one(tmp_path, capsys, monkeypatch):
+    """Lanes: a run folder another compare holds is skipped (not removed), one it finished meanwhile is read, not
+    retrained; a folder nobody holds is an interrupted run and is retrained."""
+    import contextlib
+    import shutil
+
+    import swedge.study.compare as compare
+    from swedge.cli import main
+    from swedge.data.synth import generate
+    from swedge.outputs import exclusive
+
+    data, out = tmp_path / "synth", tmp_path / "cmp"
+    generate(data, train_ids=8, test_ids=4, cameras=2, images_per_camera=2, size=(32, 16), seed=3, progress=False)
+    args = ["compare", "--methods", "sfsc,sfsc-sum", "--data", str(data), "--seeds", "1", "--out", str(out),
+            "--input-size", "32x16", "--epochs", "1", "--ids-per-batch", "4", "--images-per-id", "2",
+            "--widths", "0.5,1.0", "--embedding-dim", "8", "--workers", "0", "--resamples", "200", "--no-progress"]
+    live = out / "runs" / "sfsc" / "seed0"
+    live.mkdir(parents=True)
+    (live / "partial").write_text("another compare's run in progress")
+    with exclusive(live, "swedge compare (the other lane)"):
+        assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "skipped:" in printed and "the other lane" in printed
+    assert "1 run(s) being trained by another swedge compare, not in this table: sfsc seed 0" in printed
+    assert (live / "partial").is_file() and (out / "runs" / "sfsc-sum" / "seed0" / "eval.json").is_file()
+    assert "| sfsc-sum |" in printed and "| sfsc |" not in printed
+
+    # Nobody holds it now: an interrupted run, retrained from scratch.
+    assert main(args) == 0
+    assert "restarting an interrupted run" in capsys.readouterr().out
+    assert not (live / "partial").exists() and (live / "eval.json").is_file()
+
+    # Finished by the other lane between this compare's start and its turn: read, not retrained.
+    backup = tmp_path / "eval.json"
+    shutil.move(live / "eval.json", backup)
+    model_stamp = (live / "model.safetensors").stat().st_mtime_ns
+
+    @contextlib.contextmanager
+    def other_lane_finishes_first(folder, command):
+        if Path(folder) == live and not (live / "eval.json").exists():
+            shutil.copy(backup, live / "eval.json")
+        with exclusive(folder, command):
+            yield
+
+    monkeypatch.setattr(compare, "exclusive", other_lane_finishes_first)
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "1 already done, 1 to train" in printed and "finished meanwhile by another swedge compare" in printed
+    assert (live / "model.safetensors").stat().st_mtime_ns == model_stamp and "| sfsc |" in printed
+
+
 def _claim_runs(seeds):
     m = [[40, 50], [48, 60]]
     runs = []

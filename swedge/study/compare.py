@@ -17,10 +17,15 @@ git commit, the command line and the data-generation seed (``provenance``).
 Resume: eval.json is written atomically only after training and evaluation both finished, so it marks a
 finished run; re-running the same command skips those and restarts any interrupted one. It also records the
 settings that shape the result, and a re-run with different settings is refused rather than mixed in.
+
+Lanes: each run is trained under its folder's lock (``swedge.outputs.exclusive``), so several `swedge compare`
+processes on the same --out share the work (one per core or GPU lane): a run another one holds is skipped, one it
+finished meanwhile is read; only a folder nobody holds and without eval.json counts as interrupted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -39,6 +44,7 @@ from swedge.study.claims import claim_pairs
 from swedge.study.table import build_table, cell_key, off_diagonal_mean, perturbation_floor, write_report
 from swedge.errors import SwedgeError
 from swedge.io import atomic_write_json
+from swedge.outputs import exclusive
 from swedge.study.mechanisms import summarise_log
 from swedge.training import RESULT_NEUTRAL
 
@@ -216,6 +222,19 @@ def evaluate_run(checkpoint, data, *, batch_size: int = 128, workers: int = 2, p
             "per_query_ap": per_query, "checkpoint_sha256": ckpt.file_sha256}
 
 
+def _load_finished(path: Path, fp: dict, later_fields: dict) -> dict:
+    """A finished run's eval.json, refused if it was made with other settings than ``fp``."""
+    done = load_run(path)
+    later = {k: v for k, v in later_fields.items() if k in fp}  # fields older runs did not record
+    old = {**later, **(done.get("fingerprint") or {})}
+    if old != fp:
+        diff = "; ".join(f"{k}: {old.get(k)!r} there, {fp.get(k)!r} now"
+                         for k in sorted(set(old) | set(fp)) if old.get(k) != fp.get(k))
+        raise SwedgeError(f"{path} was made with other settings than this command ({diff}); use a fresh "
+                          "--out, or delete that run folder to retrain it")
+    return done
+
+
 def _fmt_duration(seconds: float) -> str:
     seconds = int(round(seconds))
     h, rest = divmod(seconds, 3600)
@@ -276,15 +295,7 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
         path = folder / "eval.json"
         fp = fingerprint(spec, seed, {**train, "init_sha256": init_sha256})
         if path.is_file():
-            done = load_run(path)
-            later = {k: v for k, v in LATER_FIELDS.items() if k in fp}  # fields older runs did not record
-            old = {**later, **(done.get("fingerprint") or {})}
-            if old != fp:
-                diff = "; ".join(f"{k}: {old.get(k)!r} there, {fp.get(k)!r} now"
-                                 for k in sorted(set(old) | set(fp)) if old.get(k) != fp.get(k))
-                raise SwedgeError(f"{path} was made with other settings than this command ({diff}); use a fresh "
-                                  "--out, or delete that run folder to retrain it")
-            results[folder] = done
+            results[folder] = _load_finished(path, fp, LATER_FIELDS)
         else:
             todo.append((spec, seed, fp, folder))
     floor_note = f" + {len(floor_jobs)} floor runs of {reference}" if floor_jobs else ""
@@ -297,29 +308,52 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
             echo("  missing: " + ", ".join(f"{spec.label} seed {seed}" for spec, seed, _, _ in todo))
         todo = []
     durations: list[float] = []
+    elsewhere = []  # (spec, seed, fingerprint, folder) of the runs another compare was training
     for k, (spec, seed, fp, folder) in enumerate(todo, 1):
         eta = f", ETA {_fmt_duration(np.mean(durations) * (len(todo) - k + 1))}" if durations else ""
         echo(f"[{k}/{len(todo)}] training {spec.label} seed {seed} -> {folder}{eta}")
-        if folder.exists():
-            # No eval.json: an interrupted run. Seeded training restarts from scratch to the same result.
-            echo(f"  restarting an interrupted run: removing {folder}")
-            shutil.rmtree(folder)
-        t0 = time.time()
-        cfg = TrainConfig(data=str(data), out=str(folder), method=spec.method, method_options=list(spec.options),
-                          seed=seed, **train)
-        ckpt = train_one(cfg, progress=progress)
-        t1 = time.time()
-        ev = evaluate_run(ckpt, data, workers=cfg.workers, progress=progress, device=cfg.device)
-        t2 = time.time()
-        result = {"format": RUN_FORMAT, "label": spec.label, "method": spec.method, "options": list(spec.options),
-                  "seed": seed, "fingerprint": fp, "checkpoint": str(ckpt), **ev,
-                  "train_seconds": round(t1 - t0, 2), "eval_seconds": round(t2 - t1, 2)}
-        atomic_write_json(folder / "eval.json", result)
-        results[folder] = result
-        durations.append(t2 - t0)
-        m = np.asarray(ev["map"])
-        echo(f"  done in {_fmt_duration(t2 - t0)}: self-test mAP at full width {m[-1, -1]:.2f}, "
-             f"mean off-diagonal {off_diagonal_mean(m):.2f}")
+        with contextlib.ExitStack() as claim:
+            # One trainer per run folder: two `swedge compare`s on the same --out (lanes sharing a CPU or GPU)
+            # each train what the other has not claimed, and never remove a run the other is training.
+            try:
+                claim.enter_context(exclusive(folder, "swedge compare"))
+            except SwedgeError as exc:
+                echo(f"  skipped: {exc}")
+                elsewhere.append((spec, seed, fp, folder))
+                continue
+            if (folder / "eval.json").is_file():  # another compare finished it after this one started
+                results[folder] = _load_finished(folder / "eval.json", fp, LATER_FIELDS)
+                echo("  skipped: finished meanwhile by another swedge compare")
+                continue
+            if folder.exists():
+                # No eval.json and nobody holds its lock: an interrupted run. Seeded training restarts from
+                # scratch to the same result.
+                echo(f"  restarting an interrupted run: removing {folder}")
+                shutil.rmtree(folder)
+            t0 = time.time()
+            cfg = TrainConfig(data=str(data), out=str(folder), method=spec.method, method_options=list(spec.options),
+                              seed=seed, **train)
+            ckpt = train_one(cfg, progress=progress)
+            t1 = time.time()
+            ev = evaluate_run(ckpt, data, workers=cfg.workers, progress=progress, device=cfg.device)
+            t2 = time.time()
+            result = {"format": RUN_FORMAT, "label": spec.label, "method": spec.method, "options": list(spec.options),
+                      "seed": seed, "fingerprint": fp, "checkpoint": str(ckpt), **ev,
+                      "train_seconds": round(t1 - t0, 2), "eval_seconds": round(t2 - t1, 2)}
+            atomic_write_json(folder / "eval.json", result)
+            results[folder] = result
+            durations.append(t2 - t0)
+            m = np.asarray(ev["map"])
+            echo(f"  done in {_fmt_duration(t2 - t0)}: self-test mAP at full width {m[-1, -1]:.2f}, "
+                 f"mean off-diagonal {off_diagonal_mean(m):.2f}")
+
+    for spec, seed, fp, folder in elsewhere:  # the other lane may have finished them by now
+        if (folder / "eval.json").is_file():
+            results[folder] = _load_finished(folder / "eval.json", fp, LATER_FIELDS)
+    elsewhere = [f"{spec.label} seed {seed}" for spec, seed, _, folder in elsewhere if folder not in results]
+    if elsewhere:
+        echo(f"{len(elsewhere)} run(s) being trained by another swedge compare, not in this table: "
+             f"{', '.join(elsewhere)}; when they finish, rerun with --table-only")
 
     runs = []
     for s in specs:
@@ -330,7 +364,7 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
                                                               r["widths"])})
     if not runs:
         raise SwedgeError(f"no finished runs under {out} for these methods and seeds: nothing to tabulate")
-    if not train_missing:
+    if not train_missing or elsewhere:  # rows with no finished run (not trained, or another lane's) are left out
         done = {r["label"] for r in runs}
         pairs = [(a, b) for a, b in pairs if a in done and b in done]  # pairs was resolved at the start
     floor = None
