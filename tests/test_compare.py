@@ -268,3 +268,19 @@ def test_committed_study_tables_rebuild_byte_identical_from_their_json(name):
     base = Path(__file__).resolve().parents[1] / "benchmarks" / "study" / name
     table = json.loads(base.with_suffix(".json").read_text())
     assert format_markdown(table) + "\n" == base.with_suffix(".md").read_text()
+
+
+def test_readme_study_verdicts_are_what_the_committed_tables_say(tmp_path):
+    """The README's verdict table is rebuilt from the committed table.json files by the claims code: a hand edit,
+    a new table or a changed claim rule makes it stale."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("study_verdicts", root / "benchmarks" / "study_verdicts.py")
+    verdicts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(verdicts)
+    assert verdicts.main(["--check", str(root / "README.md")]) == 0
+    stale = tmp_path / "README.md"
+    stale.write_text((root / "README.md").read_text().replace("**fails**", "**holds**", 1))
+    assert verdicts.main(["--check", str(stale)]) == 1
+    assert verdicts.main(["--write", str(stale)]) == 0 and verdicts.main(["--check", str(stale)]) == 0

@@ -8,7 +8,8 @@
 4. the default-method rule (DEFAULT_RULE): ``sfsc``'s mean off-diagonal mAP beats ``sfsc-sum``'s, seed-level.
 5. the ablation ladder ``sfsc-sum`` -> +projection -> +uncertainty -> ``sfsc``: reported, not judged.
 
-Each claim is "holds", "fails", "unresolved" (the seed-level test cannot tell, the difference is within the
+Each claim (a dict: claim, status, detail; seeds and values, the differences it judged, by width where it has
+widths) is "holds", "fails", "unresolved" (the seed-level test cannot tell, the difference is within the
 perturbation floor, or fewer than MIN_SEEDS seeds) or "not run" (a method it needs is missing).
 """
 
@@ -53,7 +54,8 @@ def _compatible(rows) -> dict:
     status = "holds" if k == n else "fails"
     if n < MIN_SEEDS:
         status, margins = "unresolved", f"{margins} (needs >= {MIN_SEEDS} seeds)"
-    return {"claim": claim, "status": status, "detail": f"{k}/{n} seeds; mean cross − self by width {margins}"}
+    return {"claim": claim, "status": status, "detail": f"{k}/{n} seeds; mean cross − self by width {margins}",
+            "seeds": n, "holds_in": k, "values": [s["cross"][w]["mean"] - s["self"][w]["mean"] for w in s["cross"]]}
 
 
 def _beats_baselines(table, rows) -> list[dict]:
@@ -64,15 +66,18 @@ def _beats_baselines(table, rows) -> list[dict]:
         if SFSC not in rows or base not in rows or pair is None:
             out.append({"claim": claim, "status": "not run", "detail": f"needs {SFSC} and {base} with a paired test"})
             continue
-        verdicts, parts = [], []
+        verdicts, parts, values, n_seeds = [], [], [], []
         for c in pair["cells"]:
             if c["kind"] != "cross":
                 continue
             r = c["seed_level"]
             verdicts.append(r["status"])
+            values.append(r["mean_diff"])
+            n_seeds.append(r["n_seeds"])
             parts.append(f"{c['query_width']}: {r['mean_diff']:+.2f} {_ci(r)} {r['status']} ({r['reason']})")
         status = "fails" if "fails" in verdicts else ("holds" if set(verdicts) == {"holds"} else "unresolved")
-        out.append({"claim": claim, "status": status, "detail": "; ".join(parts)})
+        out.append({"claim": claim, "status": status, "detail": "; ".join(parts),
+                    "seeds": min(n_seeds, default=0), "values": values})
     return out
 
 
@@ -100,7 +105,7 @@ def _default_rule(table, rows) -> dict:
     status, reason = verdict(r.mean_diff, r.ci_low, r.ci_high, r.n_seeds, floor)
     return {"claim": claim, "status": status,
             "detail": f"{r.mean_diff:+.2f} {_ci(r.to_dict())} over {r.n_seeds} seeds, sign-flip p = {r.p_value:.3f}, "
-                      f"{_floor_text(floor)}: {reason}"}
+                      f"{_floor_text(floor)}: {reason}", "seeds": r.n_seeds, "values": [r.mean_diff], "floor": floor}
 
 
 def _floor_text(floor: float | None) -> str:
@@ -111,7 +116,7 @@ def _self_vs_unified(rows) -> dict:
     claim = f"{SFSC} self-tests within {SELF_TOLERANCE:g} point of unified (or above) at every width"
     if SFSC not in rows or "unified" not in rows:
         return {"claim": claim, "status": "not run", "detail": f"needs {SFSC} and unified"}
-    parts, statuses = [], []
+    parts, statuses, values, n_seeds = [], [], [], []
     for w in rows[SFSC]["map"]["self"]:
         seeds, diffs = _paired_values(rows, SFSC, "unified", lambda r: r["map"]["self"][w]["values"])
         r = seed_test(diffs)
@@ -122,11 +127,14 @@ def _self_vs_unified(rows) -> dict:
             statuses.append("holds" if r.ci_low > -SELF_TOLERANCE else
                             "fails" if r.ci_high < -SELF_TOLERANCE else "unresolved")
         parts.append(f"{w}: {r.mean_diff:+.2f} {_ci(r.to_dict())}")
+        values.append(r.mean_diff)
+        n_seeds.append(r.n_seeds)
     status = "fails" if "fails" in statuses else ("holds" if set(statuses) == {"holds"} else "unresolved")
     n = len(rows[SFSC]["seeds"])
     note = f" (needs >= {MIN_SEEDS} seeds)" if n < MIN_SEEDS else ""
     return {"claim": claim, "status": status,
-            "detail": "difference by width, seed-level CI: " + ", ".join(parts) + note}
+            "detail": "difference by width, seed-level CI: " + ", ".join(parts) + note,
+            "seeds": min(n_seeds), "values": values}
 
 
 def ladder(table: dict) -> list[dict]:
