@@ -48,7 +48,7 @@ def _cell(c: dict) -> str:
     if c["status"] == "not run":
         return "not run"
     values = " / ".join(f"{v:+.1f}".replace("-", "−") for v in c["values"])
-    held = f" {c['holds_in']}/{c['seeds']} seeds" if "holds_in" in c else f" {c['seeds']} seeds"
+    held = f" (met in {c['holds_in']} of {c['seeds']} seeds)" if "holds_in" in c else f" ({c['seeds']} seeds)"
     floor = f" (floor {c['floor']:.2f})" if c.get("floor") is not None else ""
     return f"**{c['status']}**{held}: {values}{floor}"
 
