@@ -13,6 +13,14 @@ class DataError(SwedgeError):
     """A data folder or image does not have the expected layout, size or content."""
 
 
+class OutputBusyError(SwedgeError):
+    """Another live process holds the output's writer lock; ``holder`` is what it recorded there."""
+
+    def __init__(self, message: str, holder: str):
+        super().__init__(message)
+        self.holder = holder
+
+
 class MissingDependencyError(SwedgeError):
     """An optional backend library is not installed; the message names the extra to install."""
 

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from swedge.errors import SwedgeError
+from swedge.errors import OutputBusyError, SwedgeError
 
 PSEUDO_FILE_SYSTEMS = (Path("/proc"), Path("/sys"), Path("/dev"))
 STAGING = ".partial-"  # staging folders are ".NAME.partial-XXXXXXXX" (tempfile.mkdtemp) beside NAME
@@ -108,8 +108,8 @@ def exclusive(out: Path, command: str):
                 raise
             holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise SwedgeError(f"{out} is being written by {holder} (lock {lock}); wait for it to finish, or "
-                              "choose another --out") from None
+            raise OutputBusyError(f"{out} is being written by {holder} (lock {lock}); wait for it to finish, or "
+                                  "choose another --out", holder) from None
         try:  # the holder before us may have removed the file we locked: lock the one now there
             same = os.fstat(fd).st_ino == os.stat(lock).st_ino
         except FileNotFoundError:

@@ -180,7 +180,7 @@ def test_two_compares_on_one_out_share_the_runs_and_never_remove_a_live_one(tmp_
     with exclusive(live, "swedge compare (the other lane)"):
         assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "skipped:" in printed and "the other lane" in printed
+    assert "skipped: another process is training it (swedge compare (the other lane) (pid" in printed
     assert "1 run(s) being trained by another swedge compare, not in this table: sfsc seed 0" in printed
     assert (live / "partial").is_file() and (out / "runs" / "sfsc-sum" / "seed0" / "eval.json").is_file()
     assert "| sfsc-sum |" in printed and "| sfsc |" not in printed

@@ -42,7 +42,7 @@ import numpy as np
 
 from swedge.study.claims import claim_pairs
 from swedge.study.table import build_table, cell_key, off_diagonal_mean, perturbation_floor, write_report
-from swedge.errors import SwedgeError
+from swedge.errors import OutputBusyError, SwedgeError
 from swedge.io import atomic_write_json
 from swedge.outputs import exclusive
 from swedge.study.mechanisms import summarise_log
@@ -317,8 +317,8 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
             # each train what the other has not claimed, and never remove a run the other is training.
             try:
                 claim.enter_context(exclusive(folder, "swedge compare"))
-            except SwedgeError as exc:
-                echo(f"  skipped: {exc}")
+            except OutputBusyError as busy:
+                echo(f"  skipped: another process is training it ({busy.holder})")
                 elsewhere.append((spec, seed, fp, folder))
                 continue
             if (folder / "eval.json").is_file():  # another compare finished it after this one started
