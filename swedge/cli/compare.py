@@ -19,7 +19,9 @@ examples:
 
 writes OUT/runs/<label>/seed<s>/ (checkpoint, train log, eval.json), OUT/table.md, OUT/table.json and
 OUT/heatmaps/<label>.png. Interrupted? Run the same command again: finished runs (those with eval.json) are
-skipped. Rows follow docs/design.md §4: independent, unified, bct, bct-s, asymmetric, asymmetric-s, sfsc-sum,
+skipped. Lanes: start the same command twice (e.g. one per core, OMP_NUM_THREADS=1 each): each run trains under
+its folder's lock, so the two share the runs and the last to finish writes the whole table.
+Rows follow docs/design.md §4: independent, unified, bct, bct-s, asymmetric, asymmetric-s, sfsc-sum,
 sfsc-projection-only, sfsc-uncertainty-only, sfsc.
 
 Paired tests (default: sfsc vs sfsc-sum, each baseline and unified; the ladder's halves vs sfsc-sum, for the
