@@ -41,7 +41,7 @@ SHORT = {  # the claims' own texts are long; the table's first column
 
 
 def _short(claim: str) -> str:
-    return next((v for k, v in SHORT.items() if k in claim + " "), claim)
+    return next((v for k, v in SHORT.items() if k in claim), claim)
 
 
 def _cell(c: dict) -> str:

@@ -222,8 +222,11 @@ def evaluate_run(checkpoint, data, *, batch_size: int = 128, workers: int = 2, p
             "per_query_ap": per_query, "checkpoint_sha256": ckpt.file_sha256}
 
 
-def _load_finished(path: Path, fp: dict, later_fields: dict) -> dict:
-    """A finished run's eval.json, refused if it was made with other settings than ``fp``."""
+def _load_finished(folder: Path, fp: dict, later_fields: dict) -> dict | None:
+    """The run's eval.json if it has finished (None if not), refused if made with other settings than ``fp``."""
+    path = folder / "eval.json"
+    if not path.is_file():
+        return None
     done = load_run(path)
     later = {k: v for k, v in later_fields.items() if k in fp}  # fields older runs did not record
     old = {**later, **(done.get("fingerprint") or {})}
@@ -292,10 +295,10 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
     results: dict[Path, dict] = {}
     todo = []
     for spec, seed, folder in jobs:
-        path = folder / "eval.json"
         fp = fingerprint(spec, seed, {**train, "init_sha256": init_sha256})
-        if path.is_file():
-            results[folder] = _load_finished(path, fp, LATER_FIELDS)
+        done = _load_finished(folder, fp, LATER_FIELDS)
+        if done is not None:
+            results[folder] = done
         else:
             todo.append((spec, seed, fp, folder))
     floor_note = f" + {len(floor_jobs)} floor runs of {reference}" if floor_jobs else ""
@@ -321,8 +324,9 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
                 echo(f"  skipped: another process is training it ({busy.holder})")
                 elsewhere.append((spec, seed, fp, folder))
                 continue
-            if (folder / "eval.json").is_file():  # another compare finished it after this one started
-                results[folder] = _load_finished(folder / "eval.json", fp, LATER_FIELDS)
+            done = _load_finished(folder, fp, LATER_FIELDS)  # another compare may have finished it meanwhile
+            if done is not None:
+                results[folder] = done
                 echo("  skipped: finished meanwhile by another swedge compare")
                 continue
             if folder.exists():
@@ -347,13 +351,16 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
             echo(f"  done in {_fmt_duration(t2 - t0)}: self-test mAP at full width {m[-1, -1]:.2f}, "
                  f"mean off-diagonal {off_diagonal_mean(m):.2f}")
 
+    unfinished = []
     for spec, seed, fp, folder in elsewhere:  # the other lane may have finished them by now
-        if (folder / "eval.json").is_file():
-            results[folder] = _load_finished(folder / "eval.json", fp, LATER_FIELDS)
-    elsewhere = [f"{spec.label} seed {seed}" for spec, seed, _, folder in elsewhere if folder not in results]
-    if elsewhere:
-        echo(f"{len(elsewhere)} run(s) being trained by another swedge compare, not in this table: "
-             f"{', '.join(elsewhere)}; when they finish, rerun with --table-only")
+        done = _load_finished(folder, fp, LATER_FIELDS)
+        if done is not None:
+            results[folder] = done
+        else:
+            unfinished.append(f"{spec.label} seed {seed}")
+    if unfinished:
+        echo(f"{len(unfinished)} run(s) being trained by another swedge compare, not in this table: "
+             f"{', '.join(unfinished)}; when they finish, rerun with --table-only")
 
     runs = []
     for s in specs:
@@ -364,7 +371,7 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
                                                               r["widths"])})
     if not runs:
         raise SwedgeError(f"no finished runs under {out} for these methods and seeds: nothing to tabulate")
-    if not train_missing or elsewhere:  # rows with no finished run (not trained, or another lane's) are left out
+    if not train_missing or unfinished:  # rows with no finished run (not trained, or another lane's) are left out
         done = {r["label"] for r in runs}
         pairs = [(a, b) for a, b in pairs if a in done and b in done]  # pairs was resolved at the start
     floor = None
