@@ -149,6 +149,9 @@ def test_compare_end_to_end_and_resume(tmp_path, capsys):
     assert "2 already done, 4 not trained (--table-only)" in printed
     assert "missing: unified seed 0, unified seed 1, sfsc-sum seed 1, sfsc seed 1" in printed  # seed-major
     assert not (out / "runs" / "unified").exists() and "| sfsc | 1 |" in printed
+    # A floor retraining is named as one, not as the seed-0 run it perturbs.
+    assert main(args[:1] + more + ["--perturb-floor", "1"] + args[3:5] + args[7:]) == 0
+    assert "sfsc seed 1, sfsc-sum floor run 1 (seed 0, perturbed)" in capsys.readouterr().out
 
     # Other settings into the same folder are refused before any training.
     changed = list(args)

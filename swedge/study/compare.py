@@ -290,17 +290,19 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
     specs = [next(s for s in specs if s.label == lab) for lab in ordered_labels(specs)]
     # Seed-major order: stopping early still leaves every method at the first seeds, i.e. a fair table; the
     # floor's retrainings come last.
-    jobs = [(s, seed, run_dir(out, s.label, seed)) for seed in seeds for s in specs]
-    jobs += [(s, FLOOR_SEED, floor_dir(out, s.label, k)) for k, s in enumerate(floor_jobs, 1)]
+    # (spec, seed, folder, name): the name tells a floor retraining from the seed-0 run it perturbs
+    jobs = [(s, seed, run_dir(out, s.label, seed), f"{s.label} seed {seed}") for seed in seeds for s in specs]
+    jobs += [(s, FLOOR_SEED, floor_dir(out, s.label, k), f"{s.label} floor run {k} (seed {FLOOR_SEED}, perturbed)")
+             for k, s in enumerate(floor_jobs, 1)]
     results: dict[Path, dict] = {}
     todo = []
-    for spec, seed, folder in jobs:
+    for spec, seed, folder, name in jobs:
         fp = fingerprint(spec, seed, {**train, "init_sha256": init_sha256})
         done = _load_finished(folder, fp, LATER_FIELDS)
         if done is not None:
             results[folder] = done
         else:
-            todo.append((spec, seed, fp, folder))
+            todo.append((spec, seed, fp, folder, name))
     floor_note = f" + {len(floor_jobs)} floor runs of {reference}" if floor_jobs else ""
     echo(f"compare: {len(jobs)} runs ({len(specs)} methods x {len(seeds)} seeds{floor_note}): "
          f"{len(jobs) - len(todo)} already done, "
@@ -308,13 +310,13 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
 
     if not train_missing:
         if todo:
-            echo("  missing: " + ", ".join(f"{spec.label} seed {seed}" for spec, seed, _, _ in todo))
+            echo("  missing: " + ", ".join(name for *_, name in todo))
         todo = []
     durations: list[float] = []
-    elsewhere = []  # (spec, seed, fingerprint, folder) of the runs another compare was training
-    for k, (spec, seed, fp, folder) in enumerate(todo, 1):
+    elsewhere = []  # the todo entries another compare was training
+    for k, (spec, seed, fp, folder, name) in enumerate(todo, 1):
         eta = f", ETA {_fmt_duration(np.mean(durations) * (len(todo) - k + 1))}" if durations else ""
-        echo(f"[{k}/{len(todo)}] training {spec.label} seed {seed} -> {folder}{eta}")
+        echo(f"[{k}/{len(todo)}] training {name} -> {folder}{eta}")
         with contextlib.ExitStack() as claim:
             # One trainer per run folder: two `swedge compare`s on the same --out (lanes sharing a CPU or GPU)
             # each train what the other has not claimed, and never remove a run the other is training.
@@ -322,7 +324,7 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
                 claim.enter_context(exclusive(folder, "swedge compare"))
             except OutputBusyError as busy:
                 echo(f"  skipped: another process is training it ({busy.holder})")
-                elsewhere.append((spec, seed, fp, folder))
+                elsewhere.append((spec, seed, fp, folder, name))
                 continue
             done = _load_finished(folder, fp, LATER_FIELDS)  # another compare may have finished it meanwhile
             if done is not None:
@@ -352,12 +354,12 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
                  f"mean off-diagonal {off_diagonal_mean(m):.2f}")
 
     unfinished = []
-    for spec, seed, fp, folder in elsewhere:  # the other lane may have finished them by now
+    for _, _, fp, folder, name in elsewhere:  # the other lane may have finished them by now
         done = _load_finished(folder, fp, LATER_FIELDS)
         if done is not None:
             results[folder] = done
         else:
-            unfinished.append(f"{spec.label} seed {seed}")
+            unfinished.append(name)
     if unfinished:
         echo(f"{len(unfinished)} run(s) being trained by another swedge compare, not in this table: "
              f"{', '.join(unfinished)}; when they finish, rerun with --table-only")
@@ -376,7 +378,7 @@ def run_compare(data, out, specs: list[MethodSpec], seeds: list[int], train: dic
         pairs = [(a, b) for a, b in pairs if a in done and b in done]  # pairs was resolved at the start
     floor = None
     base = results.get(run_dir(out, reference, FLOOR_SEED))
-    perturbed = [results[f] for _, _, f in jobs[len(seeds) * len(specs):] if f in results]
+    perturbed = [results[f] for _, _, f, _ in jobs[len(seeds) * len(specs):] if f in results]
     if floor_jobs and len([base] + perturbed if base else perturbed) >= 2:
         floor = perturbation_floor(([base] if base else []) + perturbed, reference,
                                    f"label_smoothing + k x {FLOOR_PERTURBATION:g}, k = 1..{len(floor_jobs)}, "
