@@ -26,6 +26,7 @@ from swedge.study.claims import check_claims  # noqa: E402
 STUDIES = (
     ("embedded data, ResNet-18 from scratch", "benchmarks/study/synth-issue18/table.json"),
     ("embedded data, MobileNetV2 from ImageNet", "benchmarks/study/synth-mnv2-issue18/table.json"),
+    ("emoji data, ResNet-18 from scratch", "benchmarks/study/emoji-issue18/table.json"),
 )
 BEGIN, END = "<!-- study verdicts: begin (benchmarks/study_verdicts.py --write README.md) -->", \
     "<!-- study verdicts: end -->"

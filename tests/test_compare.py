@@ -264,8 +264,8 @@ def test_claims_with_fewer_than_min_seeds_or_within_the_floor_are_unresolved():
     assert "## Perturbation floor" in format_markdown(table)
 
 
-@pytest.mark.parametrize("name", ["synth-issue18/table", "synth-mnv2-issue18/table", "synth-small-issue18/table",
-                                  "synth-small-issue18/variants"])
+@pytest.mark.parametrize("name", ["synth-issue18/table", "synth-mnv2-issue18/table", "emoji-issue18/table",
+                                  "synth-small-issue18/table", "synth-small-issue18/variants"])
 def test_committed_study_tables_rebuild_byte_identical_from_their_json(name):
     """The study's published tables are what the current code makes of their JSON: a change to the table code
     that moved a figure or a verdict would show here."""
